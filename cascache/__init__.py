@@ -1,0 +1,62 @@
+"""cascache: a compare-and-swap cache that never serves a stale value after a successful invalidate.
+
+Read path: ``get`` -> on a miss ``snapshot_version`` -> load the source -> ``set_if_version``
+(or ``get_or_load``). Write path: write the source, then ``invalidate``.
+"""
+
+from cascache.cache import CAS, new
+from cascache.codec import BytesCodec, Codec, JsonCodec, LimitedCodec, StrCodec
+from cascache.errors import (
+    CascacheError,
+    CodecError,
+    ConfigError,
+    InvalidateError,
+    OpError,
+    WireError,
+)
+from cascache.fence import Version
+from cascache.genstore import GenStore, LocalGenStore
+from cascache.hooks import Hooks, LoggingHooks, fan_out
+from cascache.memory import MemoryProvider
+from cascache.mutator import KeyInvalidator, KeyReader, KeyWriter
+from cascache.options import TTL, BatchReadSeed, BatchWriteSeed, Options
+from cascache.provider import AddProvider, ManyProvider, Provider
+from cascache.results import BatchWriteResult, Hit, VersionedValue, WriteOutcome, WriteResult
+
+__all__ = [
+    "CAS",
+    "TTL",
+    "AddProvider",
+    "BatchReadSeed",
+    "BatchWriteResult",
+    "BatchWriteSeed",
+    "BytesCodec",
+    "CascacheError",
+    "Codec",
+    "CodecError",
+    "ConfigError",
+    "GenStore",
+    "Hit",
+    "Hooks",
+    "InvalidateError",
+    "JsonCodec",
+    "KeyInvalidator",
+    "KeyReader",
+    "KeyWriter",
+    "LimitedCodec",
+    "LocalGenStore",
+    "LoggingHooks",
+    "ManyProvider",
+    "MemoryProvider",
+    "OpError",
+    "Options",
+    "Provider",
+    "StrCodec",
+    "Version",
+    "VersionedValue",
+    "WireError",
+    "WriteOutcome",
+    "WriteResult",
+    "fan_out",
+    "new",
+]

@@ -1,0 +1,309 @@
+"""Batch operations: one entry for a set of keys, validated member by member.
+
+A batch entry is keyed by a hash of the sorted, de-duplicated member set and holds every
+member stamped with the fence its writer observed. ``get_many`` serves a member only if
+that member's stamp equals its current fence, exactly as ``get`` does for a single entry;
+an entry that is not served whole is dropped and the rest fall back to single entries,
+read in one interaction per store. ``set_if_versions`` writes the batch entry only if
+every observed version is still current, then seeds single entries as configured. Batch
+writes are not atomic across keys; freshness comes from the per-member check on read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TypeVar
+
+from cascache.core import SingleCore, check_version, join_keys
+from cascache.effects import Effect, Step, perform
+from cascache.errors import CascacheError, CodecError, OpError, WireError
+from cascache.fence import Version, new_fence
+from cascache.genstore import LocalGenStore
+from cascache.hooks import call_hook
+from cascache.keys import CacheKey, check_key
+from cascache.options import BatchReadSeed, BatchWriteSeed, Options, ttl_seconds
+from cascache.provider import AddProvider
+from cascache.results import BatchWriteResult, VersionedValue, WriteOutcome
+from cascache.wire import Member, decode_batch, encode_batch, encode_single
+
+V = TypeVar("V")
+
+
+def unique_keys(op: str, keys: Iterable[str]) -> list[str]:
+    """Validate keys and drop repeats, keeping first-seen order."""
+    if isinstance(keys, str | bytes):
+        raise TypeError(
+            f"cascache {op}: keys must be a collection of str, not one {type(keys).__name__}"
+        )
+    return list(dict.fromkeys(check_key(op, key) for key in keys))
+
+
+class Core(SingleCore[V]):
+    """The whole protocol: the single-key operations plus the batch operations."""
+
+    def __init__(self, options: Options[V]) -> None:
+        super().__init__(options)
+        self.batch_ttl = ttl_seconds("Options.batch_ttl", options.batch_ttl)
+        self.batching = not options.disable_batch
+        self.read_seed = BatchReadSeed(options.batch_read_seed)
+        self.write_seed = BatchWriteSeed(options.batch_write_seed)
+        self._warned_local = False
+
+    def get_many(self, keys: Iterable[str]) -> Step[tuple[dict[str, V], list[str]]]:
+        """The servable values of ``keys`` and, in request order, the keys that missed."""
+        wanted = unique_keys("get_many", keys)
+        if self.disabled or not wanted:
+            return {}, wanted
+        found: dict[str, V] = {}
+        if self.batching and len(wanted) > 1:
+            found = yield from self.read_batch(wanted)
+        rest = [self.keys.single(key) for key in wanted if key not in found]
+        if rest:
+            found.update((yield from self.read_singles("get_many", rest)))
+        return found, [key for key in wanted if key not in found]
+
+    def snapshot_versions(self, keys: Iterable[str]) -> Step[dict[str, Version]]:
+        """``snapshot_version`` for several keys in one version-store interaction."""
+        wanted = unique_keys("snapshot_versions", keys)
+        if self.disabled:
+            return {key: new_fence() for key in wanted}
+        if not wanted:
+            return {}
+        names = [self.keys.single(key).version for key in wanted]
+        try:
+            fences = yield from perform(
+                self.versions("snapshot_many", names, lambda: self.gens.snapshot_many(names))
+            )
+        except Exception as exc:
+            call_hook(
+                self.hooks.version_snapshot_error, "snapshot_versions", join_keys(wanted), exc
+            )
+            raise OpError("snapshot_versions", join_keys(wanted), exc) from exc
+        return dict(zip(wanted, fences, strict=True))
+
+    def set_if_versions(
+        self, items: Iterable[VersionedValue[V]], ttl: float | None
+    ) -> Step[BatchWriteResult]:
+        """Store a batch entry if every observed version is current; then seed singles."""
+        batch = self.check_items(items)
+        if self.disabled:
+            return BatchWriteResult(WriteOutcome.DISABLED)
+        if not batch:
+            return BatchWriteResult(WriteOutcome.STORED)
+        members = [
+            Member(item.key, item.version, self.encode("set_if_versions", item.key, item.value))
+            for item in batch
+        ]
+        cks = [self.keys.single(member.key) for member in members]
+        if not self.batching or len(members) == 1:
+            return (yield from self.write_singles(cks, members, ttl))
+        self.note_local_batch()
+        keys = join_keys(m.key for m in members)
+        try:
+            fences = yield from self.current_many(cks)
+        except Exception as exc:
+            call_hook(self.hooks.version_snapshot_error, "set_if_versions", keys, exc)
+            return BatchWriteResult(WriteOutcome.SNAPSHOT_ERROR)
+        if any(fence != m.fence for fence, m in zip(fences, members, strict=True)):
+            return BatchWriteResult(WriteOutcome.VERSION_MISMATCH)
+        name = self.keys.batch(m.key for m in members)
+        batch_ttl = self.batch_ttl if self.batch_ttl is not None else self.default_ttl
+        outcome = yield from self.store(
+            "set_if_versions", keys, name, encode_batch(members), batch_ttl, batch=True
+        )
+        if outcome is not WriteOutcome.STORED:
+            return BatchWriteResult(outcome)
+        seeded = yield from self.seed_after_write(cks, members, ttl)
+        return BatchWriteResult(WriteOutcome.STORED, seeded)
+
+    def get_many_or_load(
+        self,
+        keys: Iterable[str],
+        loader: Callable[[list[str]], Mapping[str, V]],
+        ttl: float | None,
+    ) -> Step[dict[str, V]]:
+        """The batch fill path: get_many, then snapshot, load and store the missing keys.
+
+        ``loader`` gets the missing keys and returns the values it found; keys it leaves
+        out are absent from the result. Cache failures fall back to ``loader`` and are
+        reported to ``hooks.cleanup_error``.
+        """
+        wanted = unique_keys("get_many_or_load", keys)
+        try:
+            found, missing = yield from self.get_many(wanted)
+        except CascacheError as exc:
+            call_hook(self.hooks.cleanup_error, "get_many_or_load", join_keys(wanted), exc)
+            found, missing = {}, wanted
+        if not missing:
+            return found
+        versions: dict[str, Version] = {}
+        try:
+            versions = yield from self.snapshot_versions(missing)
+        except CascacheError as exc:
+            call_hook(self.hooks.cleanup_error, "get_many_or_load", join_keys(missing), exc)
+        loaded = yield from perform(
+            Effect("source", "load_many", tuple(missing), lambda: dict(loader(list(missing))))
+        )
+        items = [
+            VersionedValue(key, loaded[key], versions[key])
+            for key in missing
+            if key in loaded and key in versions
+        ]
+        if items:
+            try:
+                yield from self.set_if_versions(items, ttl)
+            except CascacheError as exc:
+                call_hook(self.hooks.cleanup_error, "get_many_or_load", join_keys(missing), exc)
+        found.update((key, loaded[key]) for key in missing if key in loaded)
+        return found
+
+    # -- steps ------------------------------------------------------------------------
+
+    def read_batch(self, wanted: Sequence[str]) -> Step[dict[str, V]]:
+        """Members served from the batch entry for ``wanted``; drops the entry unless all are."""
+        self.note_local_batch()
+        name = self.keys.batch(wanted)
+        try:
+            blob = yield from perform(self.values("get", [name], lambda: self.provider.get(name)))
+        except Exception as exc:
+            raise OpError("get_many", join_keys(wanted), exc) from exc
+        if blob is None:
+            return {}
+        try:
+            members = decode_batch(blob)
+        except WireError as exc:
+            yield from self.drop_batch(wanted, name, f"corrupt batch entry: {exc}")
+            return {}
+        if sorted(m.key for m in members) != sorted(wanted):
+            yield from self.drop_batch(wanted, name, "batch entry holds another member set")
+            return {}
+        cks = [self.keys.single(m.key) for m in members]
+        try:
+            fences = yield from self.current_many(cks)
+        except Exception as exc:
+            call_hook(self.hooks.version_snapshot_error, "get_many", join_keys(wanted), exc)
+            return {}
+        served: dict[str, V] = {}
+        fresh: list[tuple[CacheKey, Member]] = []
+        rejected: list[str] = []
+        for ck, member, fence in zip(cks, members, fences, strict=True):
+            value = self.accept_member(member, fence)
+            if value is None:
+                rejected.append(member.key)
+            else:
+                served[member.key] = value[0]
+                fresh.append((ck, member))
+        if rejected:
+            yield from self.drop_batch(wanted, name, f"members not servable: {join_keys(rejected)}")
+        yield from self.seed_after_read(fresh)
+        return served
+
+    def accept_member(self, member: Member, fence: Version | None) -> tuple[V] | None:
+        """A batch member's value (in a 1-tuple, so ``None`` values survive) if servable."""
+        if fence is None or member.fence != fence:
+            return None
+        try:
+            value = self.codec.decode(member.payload)
+        except CodecError:
+            return None
+        guard = self.options.batch_read_guard
+        if guard is not None and not self.run_guard("get_many", member.key, guard, value):
+            return None
+        return (value,)
+
+    def drop_batch(self, wanted: Sequence[str], name: str, reason: str) -> Step[None]:
+        """Delete a batch entry that could not be served whole, and report it."""
+        try:
+            yield from perform(self.values("delete", [name], lambda: self.provider.delete(name)))
+        except Exception as exc:
+            call_hook(self.hooks.cleanup_error, "get_many", join_keys(wanted), exc)
+        call_hook(self.hooks.batch_rejected, list(wanted), reason)
+
+    def seed_after_read(self, fresh: Sequence[tuple[CacheKey, Member]]) -> Step[None]:
+        """Write served batch members as single entries, stamped with their validated fence."""
+        if self.read_seed is BatchReadSeed.OFF:
+            return None
+        for ck, member in fresh:
+            frame = encode_single(member.fence, member.payload)
+            try:
+                if self.read_seed is BatchReadSeed.IF_MISSING:
+                    yield from self.add(ck, frame)
+                else:
+                    yield from self.store("get_many", ck.key, ck.value, frame, self.default_ttl)
+            except CascacheError as exc:
+                # Seeding is an optimisation of a read that already succeeded.
+                call_hook(self.hooks.cleanup_error, "get_many", ck.key, exc)
+        return None
+
+    def add(self, ck: CacheKey, frame: bytes) -> Step[bool]:
+        """Store a stamped frame only where no single entry exists."""
+        provider = self.provider
+        assert isinstance(provider, AddProvider)  # checked by options.validate
+        cost = self.cost(frame)
+        ttl = self.default_ttl
+        try:
+            return (
+                yield from perform(
+                    self.values("add", [ck.value], lambda: provider.add(ck.value, frame, cost, ttl))
+                )
+            )
+        except Exception as exc:
+            raise OpError("get_many", ck.key, exc) from exc
+
+    def seed_after_write(
+        self, cks: Sequence[CacheKey], members: Sequence[Member], ttl: float | None
+    ) -> Step[int]:
+        """Seed single entries after a stored batch; every seed carries the *observed* fence."""
+        if self.write_seed is BatchWriteSeed.OFF:
+            return 0
+        seeded = 0
+        for ck, member in zip(cks, members, strict=True):
+            frame = encode_single(member.fence, member.payload)
+            if self.write_seed is BatchWriteSeed.STRICT:
+                outcome = yield from self.write_single(
+                    "set_if_versions", ck, frame, member.fence, ttl
+                )
+            else:
+                ttl_or_default = self.default_ttl if ttl is None else ttl
+                outcome = yield from self.store(
+                    "set_if_versions", ck.key, ck.value, frame, ttl_or_default
+                )
+            seeded += outcome is WriteOutcome.STORED
+        return seeded
+
+    def write_singles(
+        self, cks: Sequence[CacheKey], members: Sequence[Member], ttl: float | None
+    ) -> Step[BatchWriteResult]:
+        """Without batching: one conditional single write per member."""
+        outcomes = []
+        for ck, member in zip(cks, members, strict=True):
+            frame = encode_single(member.fence, member.payload)
+            outcomes.append(
+                (yield from self.write_single("set_if_versions", ck, frame, member.fence, ttl))
+            )
+        seeded = sum(outcome is WriteOutcome.STORED for outcome in outcomes)
+        failed = [outcome for outcome in outcomes if outcome is not WriteOutcome.STORED]
+        return BatchWriteResult(failed[0] if failed else WriteOutcome.STORED, seeded)
+
+    def check_items(self, items: Iterable[VersionedValue[V]]) -> list[VersionedValue[V]]:
+        """Validate batch items; a key given twice is an error, not a silent overwrite."""
+        batch = list(items)
+        seen: set[str] = set()
+        for item in batch:
+            if not isinstance(item, VersionedValue):
+                raise TypeError(
+                    "cascache set_if_versions: items must be VersionedValue, "
+                    f"got {type(item).__name__}"
+                )
+            check_key("set_if_versions", item.key)
+            check_version("set_if_versions", item.key, item.version)
+            if item.key in seen:
+                raise ValueError(f"cascache set_if_versions: key {item.key!r} is given twice")
+            seen.add(item.key)
+        return batch
+
+    def note_local_batch(self) -> None:
+        """Report once that batch entries are validated against a per-process version store."""
+        if not self._warned_local and isinstance(self.gens, LocalGenStore):
+            self._warned_local = True
+            call_hook(self.hooks.local_versions_with_batch, self.keys.namespace)

@@ -1,0 +1,423 @@
+"""The single-key protocol: the one place that decides what is served and what is stored.
+
+Two rules about this file (after h11's ``_state.py``):
+
+1. Everything that decides freshness for a single key lives here; batch operations
+   (``batch.py``) are built from the steps defined here and add no freshness rule of their
+   own beyond "validate every member".
+2. This file does not know how a store is reached. Every interaction with a store is an
+   :class:`~cascache.effects.Effect`; a driver decides when it runs.
+
+Theory of operation
+-------------------
+
+Every key has a *fence* in the version store: 128 random bits, replaced by a fresh one on
+every ``invalidate``. An entry in the value store is a frame stamped with the fence its
+writer observed *before* reading the source of truth.
+
+* **get**: read the entry and the key's current fence; serve the value only if the stamp
+  equals the current fence. Anything else (stale stamp, lost fence, corrupt bytes, a read
+  guard saying no) is a miss, and the entry is dropped. A version store that cannot be
+  read makes the read a miss (fail closed); a value store that cannot be read raises.
+* **snapshot_version**: return the current fence, creating one if the key has none, in
+  one atomic step. A filler therefore always holds a concrete fence.
+* **set_if_version**: store the value stamped with the *observed* fence, and only if that
+  fence is still current. Generic topologies check, then write: if an invalidate lands in
+  between, the entry carries the old fence and no reader will ever serve it.
+* **invalidate**: advance the fence first, then delete the entry. Once the advance has
+  succeeded, every older snapshot has lost; if it failed, ``invalidate`` raises even when
+  the delete succeeded, because nothing guarantees freshness until a retry succeeds.
+
+When the values and versions live in one server, a :mod:`~cascache.mutator` does each
+single-key step as one atomic effect instead, with the same meaning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Generic, TypeVar
+
+from cascache.codec import Codec
+from cascache.effects import Effect, Step, perform
+from cascache.errors import CascacheError, CodecError, InvalidateError, OpError, WireError
+from cascache.fence import Version, new_fence
+from cascache.genstore import GenStore, LocalGenStore
+from cascache.hooks import Hooks, call_hook
+from cascache.keys import CacheKey, KeySpace, check_key
+from cascache.mutator import KeyInvalidator, KeyReader, KeyWriter
+from cascache.options import TTL, Options, ttl_seconds, validate
+from cascache.provider import ManyProvider, Provider
+from cascache.results import Hit, WriteOutcome, WriteResult
+from cascache.wire import decode_single, encode_single
+
+V = TypeVar("V")
+R = TypeVar("R")
+
+
+class SingleCore(Generic[V]):
+    """The stores of one cache and the single-key operations, each a :data:`Step`.
+
+    Built by ``cascache.new``; drive its steps with :func:`cascache.effects.drive` or
+    :class:`cascache.effects.Process`. ``CAS`` is the synchronous front end.
+    """
+
+    def __init__(self, options: Options[V]) -> None:
+        validate(options)
+        self.options = options
+        self.keys = KeySpace(options.namespace)
+        self.provider: Provider = options.provider
+        self.codec: Codec[V] = options.codec
+        self.gens: GenStore = (
+            options.gen_store if options.gen_store is not None else LocalGenStore()
+        )
+        self.reader: KeyReader | None = options.key_reader
+        self.writer: KeyWriter | None = options.key_writer
+        self.invalidator: KeyInvalidator | None = options.key_invalidator
+        self.hooks: Hooks = options.hooks if options.hooks is not None else Hooks()
+        self.disabled = options.disabled
+        self.default_ttl = ttl_seconds("Options.default_ttl", options.default_ttl)
+        self.cost: Callable[[bytes], int] = options.compute_set_cost or len
+
+    # -- effects: one atomic interaction with one store each ---------------------------
+
+    def values(self, op: str, keys: Sequence[str], run: Callable[[], R]) -> Effect[R]:
+        """An effect on the value store."""
+        return Effect("values", op, tuple(keys), run)
+
+    def versions(self, op: str, keys: Sequence[str], run: Callable[[], R]) -> Effect[R]:
+        """An effect on the version store."""
+        return Effect("versions", op, tuple(keys), run)
+
+    def both(self, op: str, ck: CacheKey | Sequence[CacheKey], run: Callable[[], R]) -> Effect[R]:
+        """One atomic effect on a key's value and version together (a mutator)."""
+        cks = [ck] if isinstance(ck, CacheKey) else ck
+        return Effect("redis", op, tuple(k for c in cks for k in (c.value, c.version)), run)
+
+    # -- single-key operations ----------------------------------------------------------
+
+    def get(self, key: str) -> Step[Hit[V] | None]:
+        """The cached value of ``key`` if its stamp is the current fence, else ``None``."""
+        check_key("get", key)
+        if self.disabled:
+            return None
+        ck = self.keys.single(key)
+        frame, current = yield from self.read_single("get", ck)
+        if frame is None:
+            return None
+        return (yield from self.accept("get", ck, frame, current))
+
+    def snapshot_version(self, key: str) -> Step[Version]:
+        """The key's current fence, created if missing; take it *before* loading the source."""
+        check_key("snapshot_version", key)
+        if self.disabled:
+            # Nothing will be stored, so do no I/O; a fresh fence matches nothing.
+            return new_fence()
+        ck = self.keys.single(key)
+        try:
+            return (
+                yield from perform(
+                    self.versions("snapshot", [ck.version], lambda: self.gens.snapshot(ck.version))
+                )
+            )
+        except Exception as exc:
+            call_hook(self.hooks.version_snapshot_error, "snapshot_version", key, exc)
+            raise OpError("snapshot_version", key, exc) from exc
+
+    def set_if_version(
+        self, key: str, value: V, version: Version, ttl: float | None
+    ) -> Step[WriteResult]:
+        """Store ``value`` stamped with ``version`` only if ``version`` is still current.
+
+        ``ttl`` is already normalised to seconds (``None``: the default TTL).
+        """
+        check_key("set_if_version", key)
+        check_version("set_if_version", key, version)
+        if self.disabled:
+            return WriteResult(WriteOutcome.DISABLED)
+        ck = self.keys.single(key)
+        frame = encode_single(version, self.encode("set_if_version", key, value))
+        outcome = yield from self.write_single("set_if_version", ck, frame, version, ttl)
+        return WriteResult(outcome)
+
+    def invalidate(self, key: str) -> Step[None]:
+        """Advance the key's fence, then delete its entry; raise if the advance failed.
+
+        Runs even on a disabled cache: other nodes sharing the version store rely on it.
+        """
+        check_key("invalidate", key)
+        ck = self.keys.single(key)
+        if self.invalidator is not None:
+            invalidator = self.invalidator
+            try:
+                yield from perform(self.both("invalidate", ck, lambda: invalidator.invalidate(ck)))
+            except Exception as exc:
+                call_hook(self.hooks.version_advance_error, key, exc)
+                call_hook(self.hooks.invalidate_outage, key, exc, None)
+                raise InvalidateError(key, exc) from exc
+            return None
+        advance_error: Exception | None = None
+        delete_error: Exception | None = None
+        try:
+            yield from perform(
+                self.versions("advance", [ck.version], lambda: self.gens.advance(ck.version))
+            )
+        except Exception as exc:
+            advance_error = exc
+            call_hook(self.hooks.version_advance_error, key, exc)
+        try:
+            yield from perform(
+                self.values("delete", [ck.value], lambda: self.provider.delete(ck.value))
+            )
+        except Exception as exc:
+            delete_error = exc
+        if advance_error is not None:
+            call_hook(self.hooks.invalidate_outage, key, advance_error, delete_error)
+            raise InvalidateError(key, advance_error, delete_error) from advance_error
+        if delete_error is not None:
+            call_hook(self.hooks.cleanup_error, "invalidate", key, delete_error)
+        return None
+
+    def get_or_load(self, key: str, loader: Callable[[], V], ttl: float | None) -> Step[V]:
+        """The safe fill path: get, else snapshot, load, conditional store; returns the value.
+
+        Cache trouble never hides the source: if a cache step fails, the value still comes
+        from ``loader`` and the failure is reported to ``hooks.cleanup_error``.
+        """
+        check_key("get_or_load", key)
+        try:
+            hit = yield from self.get(key)
+        except CascacheError as exc:
+            call_hook(self.hooks.cleanup_error, "get_or_load", key, exc)
+            hit = None
+        if hit is not None:
+            return hit.value
+        version: Version | None
+        try:
+            version = yield from self.snapshot_version(key)
+        except CascacheError as exc:
+            call_hook(self.hooks.cleanup_error, "get_or_load", key, exc)
+            version = None
+        value = yield from perform(Effect("source", "load", (key,), loader))
+        if version is not None:
+            try:
+                yield from self.set_if_version(key, value, version, ttl)
+            except CascacheError as exc:
+                call_hook(self.hooks.cleanup_error, "get_or_load", key, exc)
+        return value
+
+    # -- steps shared with batch operations ---------------------------------------------
+
+    def read_single(self, op: str, ck: CacheKey) -> Step[tuple[bytes | None, Version | None]]:
+        """The key's stored frame and current fence (the fence is not read on a miss)."""
+        if self.reader is not None:
+            reader = self.reader
+            try:
+                return (yield from perform(self.both("read", ck, lambda: reader.read(ck))))
+            except Exception as exc:
+                raise OpError(op, ck.key, exc) from exc
+        try:
+            frame = yield from perform(
+                self.values("get", [ck.value], lambda: self.provider.get(ck.value))
+            )
+        except Exception as exc:
+            raise OpError(op, ck.key, exc) from exc
+        if frame is None:
+            return None, None
+        try:
+            current = yield from perform(
+                self.versions("current", [ck.version], lambda: self.gens.current(ck.version))
+            )
+        except Exception as exc:
+            # Fail closed: without the current fence nothing can be served.
+            call_hook(self.hooks.version_snapshot_error, op, ck.key, exc)
+            return None, None
+        return frame, current
+
+    def read_singles(self, op: str, cks: Sequence[CacheKey]) -> Step[dict[str, V]]:
+        """Validated values of several keys, read in one interaction per store."""
+        if not cks:
+            return {}
+        pairs: list[tuple[bytes | None, Version | None]]
+        if self.reader is not None:
+            reader = self.reader
+            try:
+                pairs = yield from perform(
+                    self.both("read_many", cks, lambda: reader.read_many(cks))
+                )
+            except Exception as exc:
+                raise OpError(op, join_keys(ck.key for ck in cks), exc) from exc
+        else:
+            pairs = yield from self.read_frames_then_fences(op, cks)
+        found: dict[str, V] = {}
+        for ck, (frame, current) in zip(cks, pairs, strict=True):
+            if frame is None:
+                continue
+            hit = yield from self.accept(op, ck, frame, current)
+            if hit is not None:
+                found[ck.key] = hit.value
+        return found
+
+    def read_frames_then_fences(
+        self, op: str, cks: Sequence[CacheKey]
+    ) -> Step[list[tuple[bytes | None, Version | None]]]:
+        """Generic many-key read: frames from the value store, then the fences of those found."""
+        names = [ck.value for ck in cks]
+        provider = self.provider
+        try:
+            if isinstance(provider, ManyProvider):
+                frames = yield from perform(
+                    self.values("get_many", names, lambda: provider.get_many(names))
+                )
+            else:
+                frames = yield from perform(
+                    self.values("get_many", names, lambda: [provider.get(n) for n in names])
+                )
+        except Exception as exc:
+            raise OpError(op, join_keys(ck.key for ck in cks), exc) from exc
+        present = [ck for ck, frame in zip(cks, frames, strict=True) if frame is not None]
+        if not present:
+            return [(None, None)] * len(cks)
+        try:
+            fences = yield from self.current_many(present)
+        except Exception as exc:
+            call_hook(
+                self.hooks.version_snapshot_error, op, join_keys(ck.key for ck in present), exc
+            )
+            return [(None, None)] * len(cks)
+        by_key = dict(zip((ck.key for ck in present), fences, strict=True))
+        return [
+            (frame, by_key.get(ck.key)) if frame is not None else (None, None)
+            for ck, frame in zip(cks, frames, strict=True)
+        ]
+
+    def current_many(self, cks: Sequence[CacheKey]) -> Step[list[Version | None]]:
+        """The current fences of several keys in one version-store interaction."""
+        names = [ck.version for ck in cks]
+        return (
+            yield from perform(
+                self.versions("current_many", names, lambda: self.gens.current_many(names))
+            )
+        )
+
+    def accept(
+        self, op: str, ck: CacheKey, frame: bytes, current: Version | None
+    ) -> Step[Hit[V] | None]:
+        """Serve ``frame`` only if well-formed, stamped with ``current`` and guard-approved.
+
+        Anything else drops the entry and misses.
+        """
+        try:
+            stamp, payload = decode_single(frame)
+        except WireError as exc:
+            yield from self.drop(op, ck.key, ck.value, f"corrupt entry: {exc}")
+            return None
+        if current is None or stamp != current:
+            reason = "version lost" if current is None else "stale version"
+            yield from self.drop(op, ck.key, ck.value, reason)
+            return None
+        try:
+            value = self.codec.decode(payload)
+        except CodecError as exc:
+            yield from self.drop(op, ck.key, ck.value, f"undecodable value: {exc}")
+            return None
+        guard = self.options.read_guard
+        if guard is not None and not self.run_guard(op, ck.key, guard, value):
+            yield from self.drop(op, ck.key, ck.value, "rejected by read_guard")
+            return None
+        return Hit(value)
+
+    def run_guard(self, op: str, key: str, guard: Callable[[str, V], bool], value: V) -> bool:
+        """Call a read guard; its own exceptions become an ``OpError`` naming the key."""
+        try:
+            return bool(guard(key, value))
+        except Exception as exc:
+            raise OpError(op, key, exc) from exc
+
+    def drop(self, op: str, key: str, storage_key: str, reason: str) -> Step[None]:
+        """Delete an unservable entry (self-heal). A failed delete is only reported."""
+        try:
+            yield from perform(
+                self.values("delete", [storage_key], lambda: self.provider.delete(storage_key))
+            )
+        except Exception as exc:
+            call_hook(self.hooks.cleanup_error, op, key, exc)
+        call_hook(self.hooks.self_healed, op, key, reason)
+
+    def write_single(
+        self, op: str, ck: CacheKey, frame: bytes, version: Version, ttl: float | None
+    ) -> Step[WriteOutcome]:
+        """Store ``frame`` (stamped with ``version``) only if ``version`` is current."""
+        ttl = self.default_ttl if ttl is None else ttl
+        if self.writer is not None:
+            writer = self.writer
+            try:
+                stored = yield from perform(
+                    self.both(
+                        "write_if_version",
+                        ck,
+                        lambda: writer.write_if_version(ck, frame, version, ttl),
+                    )
+                )
+            except Exception as exc:
+                raise OpError(op, ck.key, exc) from exc
+            return WriteOutcome.STORED if stored else WriteOutcome.VERSION_MISMATCH
+        try:
+            current = yield from perform(
+                self.versions("current", [ck.version], lambda: self.gens.current(ck.version))
+            )
+        except Exception as exc:
+            call_hook(self.hooks.version_snapshot_error, op, ck.key, exc)
+            return WriteOutcome.SNAPSHOT_ERROR
+        if current != version:
+            return WriteOutcome.VERSION_MISMATCH
+        return (yield from self.store(op, ck.key, ck.value, frame, ttl))
+
+    def store(
+        self,
+        op: str,
+        key: str,
+        storage_key: str,
+        frame: bytes,
+        ttl: float | None,
+        batch: bool = False,
+    ) -> Step[WriteOutcome]:
+        """An unconditional value-store write of an already stamped frame."""
+        cost = self.cost(frame)
+        try:
+            stored = yield from perform(
+                self.values(
+                    "set", [storage_key], lambda: self.provider.set(storage_key, frame, cost, ttl)
+                )
+            )
+        except Exception as exc:
+            raise OpError(op, key, exc) from exc
+        if not stored:
+            call_hook(self.hooks.provider_set_rejected, key, batch)
+            return WriteOutcome.PROVIDER_REJECTED
+        return WriteOutcome.STORED
+
+    def encode(self, op: str, key: str, value: V) -> bytes:
+        """Encode a value, naming the operation and key if the codec refuses it."""
+        try:
+            return self.codec.encode(value)
+        except Exception as exc:
+            raise OpError(op, key, exc) from exc
+
+    def ttl(self, op: str, ttl: TTL | None) -> float | None:
+        """Normalise a per-call TTL (seconds or ``timedelta``); ``None`` means the default."""
+        return ttl_seconds(f"{op} ttl", ttl)
+
+
+def check_version(op: str, key: str, version: object) -> Version:
+    """Reject anything that is not a ``Version`` handed out by a snapshot."""
+    if not isinstance(version, Version):
+        raise TypeError(
+            f"cascache {op}({key!r}): version must be a Version from snapshot_version, "
+            f"got {type(version).__name__}"
+        )
+    return version
+
+
+def join_keys(keys: Iterable[str]) -> str:
+    """The keys of a batch operation as one string for error messages."""
+    return ",".join(keys)

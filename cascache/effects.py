@@ -1,0 +1,131 @@
+"""Effects: the one unit of interaction between the protocol core and a store.
+
+Every public operation is written once, as a generator that yields :class:`Effect`
+objects and is sent back their results (or has their exceptions thrown into it). One
+effect is one atomic interaction with one store: a provider get/set/add/delete, a version
+snapshot/advance, one Redis command, pipeline or Lua script, or the caller's own load
+from the source of truth.
+
+Drivers decide *when* an effect runs. :func:`drive` runs each one at once (the sync API);
+:class:`Process` runs one effect per :meth:`Process.step`, so a test can interleave any
+number of operations in an order it chooses, without threads or sleeps, and inject a
+failure or an ambiguous outcome into any single effect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar, cast
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Effect(Generic[R]):
+    """One atomic interaction with one store, not yet performed.
+
+    Attributes:
+        target: which store it touches: ``"values"``, ``"versions"``, ``"redis"``
+            (one server-side step over both) or ``"source"`` (the caller's loader).
+        op: the store operation, for example ``"get"`` or ``"advance"``.
+        keys: the storage keys it touches (for traces and fault injection).
+        run: performs it and returns its result.
+    """
+
+    target: str
+    op: str
+    keys: tuple[str, ...]
+    run: Callable[[], R] = field(repr=False)
+
+
+Step = Generator[Effect[object], object, T]
+"""A protocol operation in progress: yields effects, finally returns ``T``."""
+
+
+def perform(effect: Effect[R]) -> Generator[Effect[object], object, R]:
+    """Yield one effect from a protocol generator and return its typed result."""
+    result = yield cast(Effect[object], effect)
+    return cast(R, result)
+
+
+def drive(step: Step[T]) -> T:
+    """Run a protocol operation to completion, performing every effect immediately."""
+    try:
+        effect = next(step)
+        while True:
+            try:
+                result = effect.run()
+            except Exception as exc:
+                effect = step.throw(exc)
+            else:
+                effect = step.send(result)
+    except StopIteration as stop:
+        return cast(T, stop.value)
+
+
+class Process(Generic[T]):
+    """An operation driven one effect at a time, for interleaving tests and the model.
+
+    ``pending`` is the effect :meth:`step` will perform next (``None`` once done). After
+    the operation finishes, ``done`` is true and either ``result`` or ``error`` is set.
+    """
+
+    def __init__(self, step: Step[T]) -> None:
+        self._step = step
+        self.pending: Effect[object] | None = None
+        self.done = False
+        self.error: BaseException | None = None
+        self._result: T | None = None
+        self._advance(lambda: next(self._step))
+
+    @property
+    def result(self) -> T:
+        """The operation's return value; raises if it failed or is still running."""
+        if not self.done:
+            raise RuntimeError("the operation is still running")
+        if self.error is not None:
+            raise self.error
+        return cast(T, self._result)
+
+    def step(self, fail: BaseException | None = None, applied: bool = False) -> object:
+        """Perform the pending effect, run the operation up to its next effect, and return
+        what the operation was handed: the effect's result or the exception it saw.
+
+        With ``fail``, the operation sees ``fail`` raised by the effect instead of its
+        result; ``applied`` says whether the effect took place anyway (an ambiguous
+        outcome, like a timeout after the server applied the command).
+        """
+        effect = self.pending
+        if effect is None:
+            raise RuntimeError("the operation has no pending effect")
+        if fail is None:
+            try:
+                result = effect.run()
+            except Exception as exc:
+                raised: BaseException = exc
+                self._advance(lambda: self._step.throw(raised))
+                return raised
+            self._advance(lambda: self._step.send(result))
+            return result
+        if applied:
+            # The caller sees ``fail`` either way; whatever the effect raised is lost, as a
+            # reply lost on the wire would be.
+            with contextlib.suppress(Exception):
+                effect.run()
+        self._advance(lambda: self._step.throw(fail))
+        return fail
+
+    def _advance(self, resume: Callable[[], Effect[object]]) -> None:
+        try:
+            self.pending = resume()
+        except StopIteration as stop:
+            self.pending = None
+            self.done = True
+            self._result = cast(T, stop.value)
+        except Exception as exc:
+            self.pending = None
+            self.done = True
+            self.error = exc

@@ -1,0 +1,61 @@
+"""Typed errors. Every error raised by an operation names the operation and the key."""
+
+from __future__ import annotations
+
+
+class CascacheError(Exception):
+    """Base class of every error cascache raises on purpose."""
+
+
+class ConfigError(CascacheError, ValueError):
+    """The cache or one of its parts was configured wrongly; raised at construction."""
+
+
+class CodecError(CascacheError):
+    """A codec could not encode or decode a value."""
+
+
+class WireError(CascacheError):
+    """Stored bytes are not a well-formed cascache frame (corrupt or foreign data)."""
+
+
+class OpError(CascacheError):
+    """An operation failed because a store failed.
+
+    Attributes:
+        op: the public operation that failed, for example ``"get"``.
+        key: the logical key (for batch operations, the keys joined by ``","``).
+        cause: the underlying exception (also chained as ``__cause__``).
+    """
+
+    def __init__(self, op: str, key: str, cause: BaseException) -> None:
+        super().__init__(f"cascache {op}({key!r}) failed: {cause!r}")
+        self.op = op
+        self.key = key
+        self.cause = cause
+        self.__cause__ = cause
+
+
+class InvalidateError(CascacheError):
+    """``invalidate`` could not advance the key's version, so older snapshots may still win.
+
+    The caller must treat the invalidation as not done (retry it). ``delete_error`` is set
+    when the value delete failed too; a delete failure alone is not an error because the
+    advanced version already makes the old entry unservable.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        advance_error: BaseException,
+        delete_error: BaseException | None = None,
+    ) -> None:
+        detail = f"advance failed: {advance_error!r}"
+        if delete_error is not None:
+            detail += f"; delete failed: {delete_error!r}"
+        super().__init__(f"cascache invalidate({key!r}) failed: {detail}")
+        self.op = "invalidate"
+        self.key = key
+        self.advance_error = advance_error
+        self.delete_error = delete_error
+        self.__cause__ = advance_error

@@ -1,0 +1,48 @@
+"""Single-key fast paths: a store that reads, writes or invalidates value and version together.
+
+The generic protocol touches the value store and the version store in separate steps
+(check, then write; advance, then delete) and stays safe because entries carry their
+fence. When both live in one server, these interfaces let the cache do each single-key
+operation in one atomic server-side step instead (``cascache.redis.new_key_mutator``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from cascache.fence import Version
+from cascache.keys import CacheKey
+
+
+@runtime_checkable
+class KeyReader(Protocol):
+    """Reads a key's stored frame and its current fence in one interaction."""
+
+    def read(self, key: CacheKey) -> tuple[bytes | None, Version | None]:
+        """The stored frame (or ``None``) and the current fence (or ``None``)."""
+        ...
+
+    def read_many(self, keys: Sequence[CacheKey]) -> list[tuple[bytes | None, Version | None]]:
+        """``read`` for each key, in order, in as few round trips as the store allows."""
+        ...
+
+
+@runtime_checkable
+class KeyWriter(Protocol):
+    """Stores a frame only if the key's current fence equals ``version``, atomically."""
+
+    def write_if_version(
+        self, key: CacheKey, frame: bytes, version: Version, ttl: float | None
+    ) -> bool:
+        """``True`` if stored; ``False`` if the fence differed or was missing."""
+        ...
+
+
+@runtime_checkable
+class KeyInvalidator(Protocol):
+    """Advances a key's fence and deletes its entry in one atomic step."""
+
+    def invalidate(self, key: CacheKey) -> None:
+        """Install a fresh fence and delete the entry; raise if not applied."""
+        ...

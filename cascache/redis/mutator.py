@@ -1,0 +1,109 @@
+"""Single-key fast paths for a cache whose values and versions both live in one Redis.
+
+A key's value key and version key share a hash tag, so they sit in one cluster slot and
+one command or script can touch both:
+
+* ``read``: one ``MGET value version``, the entry and the fence as of one instant.
+* ``write_if_version``: one script that stores the frame only if the version key holds
+  the expected fence. A missing version key is a mismatch: a write never creates a
+  fence (DESIGN §3.3; bug zoo 4).
+* ``invalidate``: one script that installs a fresh fence and deletes the entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from cascache.errors import WireError
+from cascache.fence import Version, new_fence
+from cascache.keys import CacheKey
+from cascache.redis.scripts import (
+    INVALIDATE,
+    WRITE_IF_VERSION,
+    Client,
+    as_bytes,
+    check_client,
+    check_version_ttl,
+    is_cluster,
+    mget,
+    parse_fence,
+    ttl_arg,
+)
+
+
+class RedisKeyMutator:
+    """``KeyReader``, ``KeyWriter`` and ``KeyInvalidator`` over a redis-py client.
+
+    Args:
+        client: a ``redis.Redis`` or ``redis.cluster.RedisCluster`` created with
+            ``decode_responses=False`` (the default).
+        version_ttl: give the same value as the ``RedisGenStore`` on the same server.
+            When set, an invalidate installs its fence with this TTL and each successful
+            write renews the version key's TTL, so keys in use keep their fence.
+    """
+
+    def __init__(self, client: Client, *, version_ttl: float | timedelta | None = None) -> None:
+        self._client = check_client(client, "RedisKeyMutator")
+        self.version_ttl = check_version_ttl(version_ttl, "RedisKeyMutator")
+        self._ttl_arg = ttl_arg(self.version_ttl)
+        self._cluster = is_cluster(self._client)
+
+    @property
+    def client(self) -> Client:
+        """The redis-py client this mutator talks through."""
+        return self._client
+
+    def read(self, key: CacheKey) -> tuple[bytes | None, Version | None]:
+        """The stored frame and the current fence, in one ``MGET`` (one round trip).
+
+        Both keys share a hash slot, so this is a single-slot MGET even on a cluster.
+        """
+        frame, fence = self._client.mget([key.value, key.version])
+        return as_bytes(frame, key.value), parse_fence(fence, key.version)
+
+    def read_many(self, keys: Sequence[CacheKey]) -> list[tuple[bytes | None, Version | None]]:
+        """``read`` for each key, in order.
+
+        One MGET of every value and version key on a plain client. On a cluster the keys
+        span slots, so ``mget_nonatomic`` sends one MGET per slot (one round trip per
+        node); each key's pair still comes from one slot's MGET, so it is consistent.
+        """
+        storage = [name for key in keys for name in (key.value, key.version)]
+        replies = mget(self._client, storage)
+        return [
+            (as_bytes(replies[2 * i], key.value), parse_fence(replies[2 * i + 1], key.version))
+            for i, key in enumerate(keys)
+        ]
+
+    def write_if_version(
+        self, key: CacheKey, frame: bytes, version: Version, ttl: float | None
+    ) -> bool:
+        """Store ``frame`` only if the fence is still ``version``, in one script run.
+
+        ``ttl`` is the entry's lifetime in seconds (``None``: no expiry). Returns
+        ``False`` when the fence differs or the version key is missing.
+        """
+        reply = WRITE_IF_VERSION(
+            self._client,
+            (key.value, key.version),
+            (version.to_bytes(), frame, ttl_arg(ttl), self._ttl_arg),
+        )
+        if reply not in (0, 1):
+            raise WireError(f"write_if_version of {key.key!r}: unexpected reply {reply!r:.60}")
+        return reply == 1
+
+    def invalidate(self, key: CacheKey) -> None:
+        """Install a fresh fence and delete the entry, in one script run.
+
+        Redis errors propagate: the caller must treat the invalidation as not done.
+        """
+        reply = INVALIDATE(
+            self._client, (key.value, key.version), (new_fence().to_bytes(), self._ttl_arg)
+        )
+        if reply != 1:
+            raise WireError(f"invalidate of {key.key!r}: unexpected reply {reply!r:.60}")
+
+    def __repr__(self) -> str:
+        kind = "cluster" if self._cluster else "redis"
+        return f"RedisKeyMutator({kind}, version_ttl={self.version_ttl})"

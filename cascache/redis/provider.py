@@ -1,0 +1,73 @@
+"""A value store ("provider") in Redis.
+
+The provider stores opaque frames and decides nothing about freshness: every frame carries
+the fence it was written under and the cache checks it on every read. So Redis may evict
+or expire any entry at any time (any ``maxmemory-policy`` is fine) without risking a stale
+read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cascache.redis.scripts import Client, as_bytes, check_client, is_cluster, mget, px_millis
+
+
+class RedisProvider:
+    """``Provider``, ``ManyProvider`` and ``AddProvider`` over a redis-py client.
+
+    Entry TTLs become ``PX`` milliseconds, rounded up and at least 1, so an entry never
+    outlives its TTL by less than it asked for and never gets "no expiry" by rounding.
+    ``cost`` is ignored: Redis bounds memory with ``maxmemory``, not per-entry costs.
+
+    Args:
+        client: a ``redis.Redis`` or ``redis.cluster.RedisCluster`` created with
+            ``decode_responses=False`` (the default).
+        close_client: close ``client`` when this provider is closed. Leave it ``False``
+            when the client is shared.
+    """
+
+    def __init__(self, client: Client, *, close_client: bool = False) -> None:
+        self._client = check_client(client, "RedisProvider")
+        self._cluster = is_cluster(self._client)
+        self._close_client = close_client
+        self._closed = False
+
+    @property
+    def client(self) -> Client:
+        """The redis-py client this provider talks through."""
+        return self._client
+
+    def get(self, key: str) -> bytes | None:
+        """The frame under ``key`` or ``None`` (one GET)."""
+        return as_bytes(self._client.get(key), key)
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The frames under ``keys``, in order: one MGET (``mget_nonatomic`` on a cluster)."""
+        replies = mget(self._client, keys)
+        return [as_bytes(reply, key) for reply, key in zip(replies, keys, strict=True)]
+
+    def set(self, key: str, value: bytes, cost: int, ttl: float | None) -> bool:
+        """Store ``value`` (one SET); ``True`` when Redis acknowledged it."""
+        px = None if ttl is None else px_millis(ttl)
+        return bool(self._client.set(key, value, px=px))
+
+    def add(self, key: str, value: bytes, cost: int, ttl: float | None) -> bool:
+        """Store ``value`` only if ``key`` is absent (one SET NX); ``True`` if stored."""
+        px = None if ttl is None else px_millis(ttl)
+        return bool(self._client.set(key, value, px=px, nx=True))
+
+    def delete(self, key: str) -> None:
+        """Remove ``key`` if present (one DEL)."""
+        self._client.delete(key)
+
+    def close(self) -> None:
+        """Close the client if this provider owns it (``close_client=True``). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._close_client:
+            self._client.close()
+
+    def __repr__(self) -> str:
+        return f"RedisProvider({'cluster' if self._cluster else 'redis'})"

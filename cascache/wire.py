@@ -1,0 +1,158 @@
+"""Wire format: the bytes a cache entry is stored as.
+
+Every entry is a frame that starts with a magic prefix and a format version, so foreign or
+truncated bytes are recognised, never misread. Decoding is strict: every length is
+bounds-checked and trailing bytes are an error.
+
+Single frame::
+
+    b"CASC" | format (1 byte) | kind 0x01 | fence (16) | payload length (u32) | payload |
+    CRC-32 of everything before it (u32)
+
+Batch frame::
+
+    b"CASC" | format (1 byte) | kind 0x02 | member count (u32) |
+    count x ( key length (u32) | key (UTF-8) | fence (16) | payload length (u32) | payload ) |
+    CRC-32 of everything before it (u32)
+
+The checksum is there because a flipped byte inside a payload can still parse (a digit in
+JSON changes into another digit): without it, corrupted bytes would be served as a value.
+
+The fence in a frame is the version the writer *observed* before reading the source of
+truth; a reader serves the payload only while that fence is still the key's current one.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from cascache.errors import WireError
+from cascache.fence import FENCE_SIZE, Version
+
+MAGIC: Final = b"CASC"
+FORMAT: Final = 1
+KIND_SINGLE: Final = 0x01
+KIND_BATCH: Final = 0x02
+
+_HEADER = struct.Struct(">4sBB")
+_U32 = struct.Struct(">I")
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One member of a batch frame: its key, stamped fence and encoded value."""
+
+    key: str
+    fence: Version
+    payload: bytes
+
+
+def _sealed(body: bytes) -> bytes:
+    return body + _U32.pack(zlib.crc32(body))
+
+
+def encode_single(fence: Version, payload: bytes) -> bytes:
+    """The single-entry frame for ``payload`` stamped with ``fence``."""
+    return _sealed(
+        b"".join(
+            (
+                _HEADER.pack(MAGIC, FORMAT, KIND_SINGLE),
+                fence.to_bytes(),
+                _U32.pack(len(payload)),
+                payload,
+            )
+        )
+    )
+
+
+def encode_batch(members: Sequence[Member]) -> bytes:
+    """The batch frame holding ``members`` in the given order."""
+    parts = [_HEADER.pack(MAGIC, FORMAT, KIND_BATCH), _U32.pack(len(members))]
+    for member in members:
+        raw_key = member.key.encode()
+        parts += (
+            _U32.pack(len(raw_key)),
+            raw_key,
+            member.fence.to_bytes(),
+            _U32.pack(len(member.payload)),
+            member.payload,
+        )
+    return _sealed(b"".join(parts))
+
+
+class _Reader:
+    __slots__ = ("_data", "_pos")
+
+    def __init__(self, data: bytes) -> None:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise WireError(f"a frame is bytes, got {type(data).__name__}")
+        data = bytes(data)
+        if len(data) < _HEADER.size + 4:
+            raise WireError(f"truncated frame: {len(data)} bytes")
+        (crc,) = _U32.unpack(data[-4:])
+        body = data[:-4]
+        if zlib.crc32(body) != crc:
+            raise WireError("checksum mismatch: the stored bytes are corrupt")
+        self._data = body
+        self._pos = 0
+
+    def take(self, n: int, what: str) -> bytes:
+        end = self._pos + n
+        if end > len(self._data):
+            raise WireError(f"truncated frame: {what} needs {n} bytes at offset {self._pos}")
+        chunk = self._data[self._pos : end]
+        self._pos = end
+        return chunk
+
+    def u32(self, what: str) -> int:
+        (value,) = _U32.unpack(self.take(4, what))
+        return int(value)
+
+    def header(self, kind: int) -> None:
+        magic, fmt, got = _HEADER.unpack(self.take(_HEADER.size, "header"))
+        if magic != MAGIC:
+            raise WireError(f"not a cascache frame (magic {magic!r})")
+        if fmt != FORMAT:
+            raise WireError(f"unsupported frame format {fmt}")
+        if got != kind:
+            raise WireError(f"expected frame kind {kind}, found {got}")
+
+    def finish(self) -> None:
+        if self._pos != len(self._data):
+            raise WireError(f"{len(self._data) - self._pos} trailing bytes after the frame")
+
+
+def decode_single(data: bytes) -> tuple[Version, bytes]:
+    """The fence and payload of a single frame; raises ``WireError`` on anything malformed."""
+    reader = _Reader(data)
+    reader.header(KIND_SINGLE)
+    fence = Version(reader.take(FENCE_SIZE, "fence"))
+    payload = reader.take(reader.u32("payload length"), "payload")
+    reader.finish()
+    return fence, payload
+
+
+def decode_batch(data: bytes) -> list[Member]:
+    """The members of a batch frame; raises ``WireError`` on anything malformed."""
+    reader = _Reader(data)
+    reader.header(KIND_BATCH)
+    count = reader.u32("member count")
+    # Each member takes at least 24 bytes, so a huge count in a short frame is corrupt.
+    if count * 24 > len(data):
+        raise WireError(f"member count {count} does not fit a {len(data)}-byte frame")
+    members = []
+    for _ in range(count):
+        raw_key = reader.take(reader.u32("key length"), "key")
+        try:
+            key = raw_key.decode()
+        except UnicodeDecodeError as exc:
+            raise WireError(f"member key is not UTF-8: {exc}") from None
+        fence = Version(reader.take(FENCE_SIZE, "fence"))
+        payload = reader.take(reader.u32("payload length"), "payload")
+        members.append(Member(key, fence, payload))
+    reader.finish()
+    return members

@@ -1,0 +1,165 @@
+"""The deployments the model runs: which stores each cache node uses, and how to hurt them.
+
+A topology builds N cache nodes over its stores and offers the model two things: a
+side-effect-free view of the stores (to check the state invariant and the write
+contract), and fault injection (evict, corrupt, lose version state, move the clock).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+import cascache
+from cascache.batch import Core
+from cascache.fence import Version
+from cascache.keys import KeySpace
+from model.oracle import ROW_CODEC, Row
+
+NAMESPACE = "m"
+ENTRY_TTL = 30.0
+
+CoreFactory = Callable[[cascache.Options[Row]], Core[Row]]
+
+
+class FakeClock:
+    """A clock the model moves by hand, so TTL expiry is a step like any other."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward."""
+        self.now += seconds
+
+
+class Topology(ABC):
+    """Nodes plus store views and faults. Subclasses say where values and versions live."""
+
+    name: str
+    guarantees_fresh = True
+    """False for negative controls, whose whole point is to be caught."""
+
+    def __init__(self, nodes: int, core: CoreFactory) -> None:
+        self.clock = FakeClock()
+        self.keys = KeySpace(NAMESPACE)
+        self.nodes = [cascache.CAS(core(self.options(i))) for i in range(nodes)]
+
+    @abstractmethod
+    def options(self, node: int) -> cascache.Options[Row]:
+        """The options of cache node ``node``."""
+
+    @abstractmethod
+    def fence(self, node: int, version_key: str) -> Version | None:
+        """The current fence as node ``node`` sees it, read without side effects."""
+
+    @abstractmethod
+    def value_stores(self) -> int:
+        """How many separate value stores there are."""
+
+    @abstractmethod
+    def raw(self, store: int, storage_key: str) -> bytes | None:
+        """The bytes under ``storage_key`` in value store ``store``."""
+
+    @abstractmethod
+    def put_raw(self, store: int, storage_key: str, data: bytes) -> None:
+        """Overwrite bytes in a value store (corruption)."""
+
+    @abstractmethod
+    def evict(self, store: int, storage_key: str) -> None:
+        """Drop an entry, as eviction or expiry would."""
+
+    @abstractmethod
+    def lose_version(self, version_key: str) -> None:
+        """Drop one key's version state everywhere it lives."""
+
+    @abstractmethod
+    def lose_all_versions(self) -> None:
+        """Drop every key's version state (restart without persistence, FLUSHALL)."""
+
+    def close(self) -> None:
+        """Release the nodes and their stores."""
+        for node in self.nodes:
+            node.close()
+
+
+class Local(Topology):
+    """One process: every node shares one in-process value store and version store."""
+
+    name = "local"
+
+    def __init__(self, nodes: int, core: CoreFactory, max_versions: int = 64) -> None:
+        self.provider = cascache.MemoryProvider(max_cost=1 << 20, clock=self._clock)
+        self.gens = cascache.LocalGenStore(max_keys=max_versions)
+        super().__init__(nodes, core)
+
+    def _clock(self) -> float:
+        return self.clock()
+
+    def options(self, node: int) -> cascache.Options[Row]:
+        return cascache.Options(
+            namespace=NAMESPACE,
+            provider=self.provider,
+            codec=ROW_CODEC,
+            gen_store=self.gens,
+            default_ttl=ENTRY_TTL,
+        )
+
+    def fence(self, node: int, version_key: str) -> Version | None:
+        return self.gens.peek(version_key)
+
+    def value_stores(self) -> int:
+        return 1
+
+    def raw(self, store: int, storage_key: str) -> bytes | None:
+        return self.provider.get(storage_key)
+
+    def put_raw(self, store: int, storage_key: str, data: bytes) -> None:
+        self.provider.set(storage_key, data, len(data), ENTRY_TTL)
+
+    def evict(self, store: int, storage_key: str) -> None:
+        self.provider.delete(storage_key)
+
+    def lose_version(self, version_key: str) -> None:
+        self.gens.forget(version_key)
+
+    def lose_all_versions(self) -> None:
+        self.gens.clear()
+
+
+class PerNodeLocalVersions(Local):
+    """Negative control: shared values, but each node keeps its *own* version store.
+
+    Nothing tells node B that node A invalidated a key, so B keeps serving the old entry.
+    The model must catch this; if it did not, its checks would be vacuous.
+    """
+
+    name = "per-node-local-versions"
+    guarantees_fresh = False
+
+    def __init__(self, nodes: int, core: CoreFactory, max_versions: int = 64) -> None:
+        self.node_gens = [cascache.LocalGenStore(max_keys=max_versions) for _ in range(nodes)]
+        super().__init__(nodes, core, max_versions)
+
+    def options(self, node: int) -> cascache.Options[Row]:
+        return cascache.Options(
+            namespace=NAMESPACE,
+            provider=self.provider,
+            codec=ROW_CODEC,
+            gen_store=self.node_gens[node] if node < len(self.node_gens) else self.gens,
+            default_ttl=ENTRY_TTL,
+        )
+
+    def fence(self, node: int, version_key: str) -> Version | None:
+        return self.node_gens[node].peek(version_key)
+
+    def lose_version(self, version_key: str) -> None:
+        for gens in self.node_gens:
+            gens.forget(version_key)
+
+    def lose_all_versions(self) -> None:
+        for gens in self.node_gens:
+            gens.clear()

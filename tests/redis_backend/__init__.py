@@ -1,0 +1,1 @@
+"""Tests of ``cascache.redis`` (named so it never shadows the ``redis`` library)."""

@@ -1,0 +1,388 @@
+"""RedisGenStore on fakeredis, a real server and a cluster (fixture ``any_redis``)."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import threading
+from datetime import timedelta
+
+import fakeredis
+import pytest
+import redis
+import redis.cluster
+
+from cascache.errors import ConfigError, WireError
+from cascache.fence import FENCE_SIZE, Version, new_fence
+from cascache.genstore import GenStore
+from cascache.keys import KeySpace
+from cascache.redis import RedisGenStore, new_gen_store
+from cascache.redis.scripts import SNAPSHOT
+from tests.servers import RedisCluster, count_round_trips, primaries, warm_up
+
+Client = redis.Redis | redis.cluster.RedisCluster
+
+KS = KeySpace("gen-tests")
+
+
+def vkey(name: str) -> str:
+    return KS.single(name).version
+
+
+def test_import_cascache_does_not_import_redis() -> None:
+    code = "import sys, cascache; sys.exit(1 if 'redis' in sys.modules else 0)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+    code = "import sys, cascache.redis; sys.exit(0 if 'redis' in sys.modules else 1)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_implements_protocol(any_redis: Client) -> None:
+    store = new_gen_store(any_redis)
+    assert isinstance(store, GenStore)
+    assert isinstance(store, RedisGenStore)
+    assert store.client is any_redis
+
+
+def test_snapshot_creates_raw_fence(any_redis: Client) -> None:
+    store = RedisGenStore(any_redis)
+    key = vkey("a")
+    assert any_redis.exists(key) == 0
+    fence = store.snapshot(key)
+    raw = any_redis.get(key)
+    assert isinstance(raw, bytes)
+    assert len(raw) == FENCE_SIZE
+    assert raw == fence.to_bytes()
+
+
+def test_snapshot_is_stable(any_redis: Client) -> None:
+    store = RedisGenStore(any_redis)
+    key = vkey("a")
+    first = store.snapshot(key)
+    assert store.snapshot(key) == first
+    assert store.current(key) == first
+    # A second store on the same server (another process) sees the same fence.
+    assert RedisGenStore(any_redis).snapshot(key) == first
+
+
+def test_snapshot_returns_existing_fence_unchanged(any_redis: Client) -> None:
+    store = RedisGenStore(any_redis)
+    key = vkey("a")
+    planted = new_fence()
+    any_redis.set(key, planted.to_bytes())
+    assert store.snapshot(key) == planted
+    assert any_redis.get(key) == planted.to_bytes()
+
+
+def test_snapshot_fences_differ_per_key(any_redis: Client) -> None:
+    store = RedisGenStore(any_redis)
+    fences = {store.snapshot(vkey(f"k{i}")) for i in range(20)}
+    assert len(fences) == 20
+
+
+def test_concurrent_snapshots_agree(any_redis: Client) -> None:
+    store = RedisGenStore(any_redis)
+    key = vkey("raced")
+    warm_up(any_redis)
+    barrier = threading.Barrier(8)
+    seen: list[Version] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            barrier.wait()
+            seen.append(store.snapshot(key))
+        except BaseException as exc:  # collected and re-raised by the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(seen) == 8
+    assert len(set(seen)) == 1
+    assert store.current(key) == seen[0]
+
+
+def test_lost_fence_is_replaced_by_a_new_one(any_redis: Client) -> None:
+    store = RedisGenStore(any_redis)
+    key = vkey("a")
+    before = store.snapshot(key)
+    any_redis.delete(key)
+    after = store.snapshot(key)
+    assert after != before
+
+
+def test_snapshot_many_creates_and_keeps(any_redis: Client) -> None:
+    store = RedisGenStore(any_redis)
+    keys = [vkey(f"k{i}") for i in range(12)]
+    existing = store.snapshot(keys[3])
+    fences = store.snapshot_many(keys)
+    assert len(fences) == len(keys)
+    assert fences[3] == existing
+    assert len(set(fences)) == len(keys)
+    assert store.snapshot_many(keys) == fences
+    assert store.current_many(keys) == fences
+    for key, fence in zip(keys, fences, strict=True):
+        assert any_redis.get(key) == fence.to_bytes()
+
+
+def test_snapshot_many_repeated_key(any_redis: Client) -> None:
+    store = RedisGenStore(any_redis)
+    key = vkey("dup")
+    first, second = store.snapshot_many([key, key])
+    assert first == second == store.current(key)
+
+
+def test_snapshot_many_empty_sends_nothing(any_redis: Client) -> None:
+    store = RedisGenStore(any_redis)
+    warm_up(any_redis)
+    with count_round_trips() as log:
+        assert store.snapshot_many([]) == []
+        assert store.current_many([]) == []
+    assert log.round_trips == 0
+
+
+def test_current_never_creates(any_redis: Client) -> None:
+    store = RedisGenStore(any_redis)
+    key = vkey("a")
+    assert store.current(key) is None
+    assert any_redis.exists(key) == 0
+    assert store.current_many([key, vkey("b")]) == [None, None]
+    assert any_redis.exists(key, vkey("b")) == 0
+
+
+def test_current_many_mixed(any_redis: Client) -> None:
+    store = RedisGenStore(any_redis)
+    keys = [vkey(f"k{i}") for i in range(10)]
+    made = {i: store.snapshot(keys[i]) for i in (0, 4, 9)}
+    result = store.current_many(keys)
+    assert result == [made.get(i) for i in range(10)]
+
+
+def test_advance_changes_the_fence(any_redis: Client) -> None:
+    store = RedisGenStore(any_redis)
+    key = vkey("a")
+    old = store.snapshot(key)
+    new = store.advance(key)
+    assert new != old
+    assert store.current(key) == new
+    assert store.snapshot(key) == new
+    assert any_redis.get(key) == new.to_bytes()
+    assert store.advance(key) != new
+
+
+def test_advance_creates_when_missing(any_redis: Client) -> None:
+    store = RedisGenStore(any_redis)
+    key = vkey("a")
+    fence = store.advance(key)
+    assert store.current(key) == fence
+
+
+@pytest.mark.parametrize("raw", [b"", b"short", b"x" * (FENCE_SIZE - 1), b"y" * (FENCE_SIZE + 1)])
+def test_corrupt_fence_fails_closed(any_redis: Client, raw: bytes) -> None:
+    store = RedisGenStore(any_redis)
+    key = vkey("bad")
+    good = vkey("good")
+    any_redis.set(key, raw)
+    with pytest.raises(WireError):
+        store.current(key)
+    with pytest.raises(WireError):
+        store.current_many([good, key])
+    with pytest.raises(WireError):
+        store.snapshot(key)
+    with pytest.raises(WireError):
+        store.snapshot_many([good, key])
+    # Failing closed means never "repairing" what it does not understand.
+    assert any_redis.get(key) == raw
+
+
+def test_wrong_type_propagates_redis_error(any_redis: Client) -> None:
+    store = RedisGenStore(any_redis)
+    key = vkey("list")
+    any_redis.rpush(key, b"x")
+    with pytest.raises(redis.ResponseError):
+        store.snapshot(key)
+    with pytest.raises(redis.ResponseError):
+        store.snapshot_many([vkey("ok"), key])
+    with pytest.raises(redis.ResponseError):
+        store.current(key)
+
+
+def test_no_version_ttl_by_default(any_redis: Client) -> None:
+    store = RedisGenStore(any_redis)
+    assert store.version_ttl is None
+    store.snapshot(vkey("a"))
+    store.snapshot_many([vkey("b")])
+    store.advance(vkey("c"))
+    for name in "abc":
+        assert any_redis.pttl(vkey(name)) == -1
+
+
+@pytest.mark.parametrize("ttl", [30, 12.5, timedelta(seconds=40)])
+def test_version_ttl_on_create_and_advance(any_redis: Client, ttl: float | timedelta) -> None:
+    store = RedisGenStore(any_redis, version_ttl=ttl)
+    seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
+    limit = math.ceil(seconds * 1000)
+    store.snapshot(vkey("a"))
+    store.snapshot_many([vkey("b"), vkey("c")])
+    store.advance(vkey("d"))
+    for name in "abcd":
+        assert 0 < any_redis.pttl(vkey(name)) <= limit
+
+
+def test_version_ttl_not_applied_to_existing_fence_on_snapshot(any_redis: Client) -> None:
+    key = vkey("a")
+    fence = RedisGenStore(any_redis).snapshot(key)
+    store = RedisGenStore(any_redis, version_ttl=30)
+    assert store.snapshot(key) == fence
+    assert any_redis.pttl(key) == -1
+
+
+def test_advance_resets_version_ttl(any_redis: Client) -> None:
+    key = vkey("a")
+    RedisGenStore(any_redis).snapshot(key)
+    assert any_redis.pttl(key) == -1
+    RedisGenStore(any_redis, version_ttl=30).advance(key)
+    assert 0 < any_redis.pttl(key) <= 30_000
+    # An advance without a TTL makes the key permanent again (SET clears TTLs).
+    RedisGenStore(any_redis).advance(key)
+    assert any_redis.pttl(key) == -1
+
+
+@pytest.mark.parametrize("bad", [0, -1, 0.0, float("nan"), float("inf"), True, "5", timedelta(0)])
+def test_bad_version_ttl_is_config_error(fake_redis: fakeredis.FakeRedis, bad: object) -> None:
+    with pytest.raises(ConfigError, match="version_ttl"):
+        RedisGenStore(fake_redis, version_ttl=bad)  # type: ignore[arg-type]
+
+
+def test_decode_responses_client_is_config_error() -> None:
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
+    with pytest.raises(ConfigError, match="decode_responses"):
+        RedisGenStore(client)
+    with pytest.raises(ConfigError, match="decode_responses"):
+        new_gen_store(client)
+
+
+def test_decode_responses_cluster_client_is_config_error(
+    redis_cluster_nodes: RedisCluster,
+) -> None:
+    decoding = redis.cluster.RedisCluster(
+        startup_nodes=redis_cluster_nodes.startup_nodes, decode_responses=True
+    )
+    try:
+        with pytest.raises(ConfigError, match="decode_responses"):
+            RedisGenStore(decoding)
+    finally:
+        decoding.close()
+
+
+@pytest.mark.parametrize("bad", [None, object(), "redis://127.0.0.1:1"])
+def test_not_a_client_is_config_error(bad: object) -> None:
+    with pytest.raises(ConfigError):
+        RedisGenStore(bad)  # type: ignore[arg-type]
+
+
+def _count_close(client: Client, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    original = client.close
+
+    def close() -> None:
+        calls.append(1)
+        original()
+
+    monkeypatch.setattr(client, "close", close)
+    return calls
+
+
+def test_close_leaves_a_shared_client_open(
+    any_redis: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _count_close(any_redis, monkeypatch)
+    store = new_gen_store(any_redis)
+    store.close()
+    store.close()
+    assert calls == []
+    assert any_redis.ping()
+
+
+def test_close_closes_an_owned_client_once(
+    any_redis: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _count_close(any_redis, monkeypatch)
+    store = new_gen_store(any_redis, close_client=True)
+    store.close()
+    store.close()
+    assert calls == [1]
+
+
+def test_round_trips(any_redis: Client) -> None:
+    store = RedisGenStore(any_redis)
+    keys = [vkey(f"k{i}") for i in range(16)]
+    warm_up(any_redis)
+    store.snapshot(keys[0])
+    store.snapshot_many(keys)  # loads the script everywhere
+    nodes = primaries(any_redis)
+
+    with count_round_trips() as log:
+        store.snapshot(keys[0])
+    assert log.trips == [["EVALSHA"]]
+    with count_round_trips() as log:
+        store.snapshot(vkey("fresh"))
+    assert log.trips == [["EVALSHA"]]
+    with count_round_trips() as log:
+        store.current(keys[0])
+    assert log.trips == [["GET"]]
+    with count_round_trips() as log:
+        store.advance(keys[0])
+    assert log.trips == [["SET"]]
+    with count_round_trips() as log:
+        store.current_many(keys)
+    assert all(set(trip) == {"MGET"} for trip in log.trips)
+    with count_round_trips() as log2:
+        store.snapshot_many(keys)
+    assert all(set(trip) == {"EVALSHA"} for trip in log2.trips)
+    assert log2.names.count("EVALSHA") == len(keys)
+    if nodes == 1:
+        assert log.round_trips == 1
+        assert log2.round_trips == 1
+    else:
+        # One batch per node that owns any of the keys, never one per key.
+        assert 1 <= log.round_trips <= nodes
+        assert 1 <= log2.round_trips <= nodes
+
+
+def test_snapshot_reloads_a_flushed_script(any_redis: Client) -> None:
+    store = RedisGenStore(any_redis)
+    key = vkey("a")
+    fence = store.snapshot(key)
+    any_redis.script_flush()
+    warm_up(any_redis)
+    with count_round_trips() as log:
+        assert store.snapshot(key) == fence
+    assert log.names == ["EVALSHA", *["SCRIPT LOAD"] * primaries(any_redis), "EVALSHA"]
+    any_redis.script_flush()
+    keys = [vkey(f"k{i}") for i in range(8)]
+    fences = store.snapshot_many(keys)
+    assert store.current_many(keys) == fences
+    assert any_redis.script_exists(SNAPSHOT.sha) == [True]
+
+
+def test_snapshot_passes_key_as_keys_and_fence_as_argv(any_redis: Client) -> None:
+    store = RedisGenStore(any_redis, version_ttl=5)
+    store.snapshot(vkey("warm"))
+    warm_up(any_redis)
+    key = vkey("a")
+    with count_round_trips() as log:
+        fence = store.snapshot(key)
+    (command,) = log.commands
+    assert command == (
+        b"EVALSHA",
+        SNAPSHOT.sha.encode(),
+        b"1",
+        key.encode(),
+        fence.to_bytes(),
+        b"5000",
+    )

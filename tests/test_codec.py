@@ -1,0 +1,635 @@
+"""Tests for cascache.codec: the Codec protocol and the built-in codecs."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cascache.codec import BytesCodec, Codec, JsonCodec, LimitedCodec, StrCodec
+from cascache.errors import CodecError
+
+# Module-level dataclasses: with ``from __future__ import annotations`` every annotation
+# is a string, which JsonCodec must resolve through typing.get_type_hints.
+
+
+@dataclass
+class Address:
+    city: str
+    zip_code: int | None = None
+
+
+@dataclass
+class User:
+    name: str
+    age: int
+    address: Address
+    score: float = 0.0
+    active: bool = True
+    previous: list[Address] = field(default_factory=list)
+    by_label: dict[str, Address] = field(default_factory=dict)
+    billing: Address | None = None
+    shipping: Optional[Address] = None  # noqa: UP045 - the typing.Optional spelling on purpose
+    tags: tuple[str, ...] = ()
+    extra: Any = None
+
+
+@dataclass
+class Tree:
+    label: str
+    children: list[Tree] = field(default_factory=list)
+
+
+@dataclass
+class Derived:
+    base: int
+    doubled: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.doubled = self.base * 2
+
+
+@dataclass
+class Positive:
+    n: int
+
+    def __post_init__(self) -> None:
+        if self.n <= 0:
+            raise ValueError("n must be positive")
+
+
+@dataclass
+class Pair:
+    point: tuple[int, str]
+    mixed: float | int = 0
+
+
+@dataclass
+class Loose:
+    items: list  # type: ignore[type-arg]
+    meta: dict  # type: ignore[type-arg]
+
+
+@dataclass
+class SpecialUser(User):
+    nickname: str = ""
+
+
+@dataclass
+class HasSet:
+    items: set[str]
+
+
+@dataclass
+class IntKeys:
+    table: dict[int, str]
+
+
+@dataclass
+class Unresolvable:
+    thing: NoSuchType  # type: ignore[name-defined]  # noqa: F821
+
+
+def sample_user() -> User:
+    return User(
+        name="Ada",
+        age=36,
+        address=Address("London", 1815),
+        score=9.5,
+        active=False,
+        previous=[Address("Paris"), Address("Turin", 10100)],
+        by_label={"home": Address("Kent"), "work": Address("Cambridge", 2)},
+        billing=Address("Bath"),
+        shipping=None,
+        tags=("math", "engines"),
+        extra={"k": [1, 2.5, None, True]},
+    )
+
+
+def strictly_equal(a: object, b: object) -> bool:
+    """Equality that also compares types, so 1 == 1.0 == True do not hide a type change."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        assert isinstance(b, float)
+        return repr(a) == repr(b)  # tells -0.0 from 0.0
+    if isinstance(a, list):
+        assert isinstance(b, list)
+        return len(a) == len(b) and all(strictly_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        assert isinstance(b, dict)
+        return list(a) == list(b) and all(strictly_equal(a[k], b[k]) for k in a)
+    return a == b
+
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
+    max_leaves=30,
+)
+
+
+# --- the protocol ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "codec",
+    [JsonCodec(), JsonCodec(User), BytesCodec(), StrCodec(), LimitedCodec(StrCodec(), 10)],
+    ids=repr,
+)
+def test_builtin_codecs_satisfy_the_protocol(codec: object) -> None:
+    assert isinstance(codec, Codec)
+
+
+def test_objects_without_decode_are_not_codecs() -> None:
+    class EncodeOnly:
+        def encode(self, value: object) -> bytes:
+            return b""
+
+    assert not isinstance(EncodeOnly(), Codec)
+
+
+# --- JsonCodec without a type ---------------------------------------------------------
+
+
+@given(json_values)
+def test_plain_json_round_trips_exactly(value: object) -> None:
+    codec: JsonCodec[object] = JsonCodec()
+    assert strictly_equal(codec.decode(codec.encode(value)), value)
+
+
+@given(json_values)
+def test_plain_json_output_is_compact_utf8_json(value: object) -> None:
+    data = JsonCodec[object]().encode(value)
+    assert data == json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def test_plain_json_is_compact_and_not_ascii_escaped() -> None:
+    codec: JsonCodec[object] = JsonCodec()
+    assert codec.encode({"a": [1, 2], "b": "é"}) == '{"a":[1,2],"b":"é"}'.encode()
+
+
+def test_plain_json_keeps_negative_zero_and_large_ints() -> None:
+    codec: JsonCodec[object] = JsonCodec()
+    assert repr(codec.decode(codec.encode(-0.0))) == "-0.0"
+    assert codec.decode(codec.encode(2**200)) == 2**200
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        (float("nan"), "nan"),
+        (float("inf"), "inf"),
+        ({"x": [float("-inf")]}, "$['x'][0]"),
+        ((1, 2), "tuple"),
+        ({1: "a"}, "dict key 1"),
+        ({(1,): "a"}, "dict key"),
+        ({1, 2}, "set"),
+        (b"bytes", "bytes"),
+        (object(), "object"),
+        ([1, [2, {"k": object()}]], "$[1][1]['k']"),
+    ],
+)
+def test_plain_json_refuses_what_json_would_not_round_trip(value: object, fragment: str) -> None:
+    with pytest.raises(CodecError) as info:
+        JsonCodec[object]().encode(value)
+    assert fragment in str(info.value)
+    assert "JsonCodec" in str(info.value)
+
+
+def test_plain_json_refuses_reference_cycles() -> None:
+    loop: list[object] = []
+    loop.append(loop)
+    with pytest.raises(CodecError, match="cycle"):
+        JsonCodec[object]().encode(loop)
+    table: dict[str, object] = {}
+    table["self"] = table
+    with pytest.raises(CodecError, match="cycle"):
+        JsonCodec[object]().encode(table)
+
+
+def test_plain_json_allows_shared_values_that_are_not_cycles() -> None:
+    shared = [1, 2]
+    codec: JsonCodec[object] = JsonCodec()
+    assert codec.decode(codec.encode([shared, shared])) == [[1, 2], [1, 2]]
+
+
+def test_lone_surrogate_is_a_codec_error() -> None:
+    with pytest.raises(CodecError, match="surrogate"):
+        JsonCodec[object]().encode("\ud800")
+
+
+def test_an_integer_past_the_digit_limit_is_a_codec_error() -> None:
+    with pytest.raises(CodecError):
+        JsonCodec[object]().encode(10**5000)
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        (b"", "not valid JSON"),
+        (b"{", "not valid JSON"),
+        (b"{'a': 1}", "not valid JSON"),
+        (b"NaN", "NaN"),
+        (b"[Infinity]", "Infinity"),
+        (b"-Infinity", "Infinity"),
+        (b"\xff\xfe", "UTF-8"),
+        ('"x"'.encode("utf-16"), "UTF-8"),
+        (b"\xef\xbb\xbf1", "not valid JSON"),
+        (b"[" * 100_000, "JSON"),
+    ],
+)
+def test_plain_json_decode_errors_are_codec_errors(data: bytes, fragment: str) -> None:
+    with pytest.raises(CodecError) as info:
+        JsonCodec[object]().decode(data)
+    assert fragment in str(info.value)
+
+
+def test_decode_accepts_bytes_like_data_but_nothing_else() -> None:
+    codec: JsonCodec[object] = JsonCodec()
+    assert codec.decode(bytearray(b"[1]")) == [1]  # type: ignore[arg-type]
+    assert codec.decode(memoryview(b"[2]")) == [2]  # type: ignore[arg-type]
+    with pytest.raises(CodecError, match="bytes"):
+        codec.decode("[1]")  # type: ignore[arg-type]
+
+
+# --- JsonCodec with a dataclass -------------------------------------------------------
+
+
+def test_dataclass_round_trips_with_nested_fields() -> None:
+    codec = JsonCodec(User)
+    user = sample_user()
+    decoded = codec.decode(codec.encode(user))
+    assert decoded == user
+    assert type(decoded.address) is Address
+    assert all(type(a) is Address for a in decoded.previous)
+    assert all(type(a) is Address for a in decoded.by_label.values())
+    assert type(decoded.billing) is Address
+    assert decoded.tags == ("math", "engines")
+    assert type(decoded.tags) is tuple
+
+
+def test_dataclass_is_encoded_as_its_fields() -> None:
+    data = JsonCodec(Address).encode(Address("Oslo", 150))
+    assert data == b'{"city":"Oslo","zip_code":150}'
+    assert JsonCodec(Address).decode(b'{"zip_code":null,"city":"Rome"}') == Address("Rome")
+
+
+def test_recursive_dataclass_round_trips() -> None:
+    tree = Tree("root", [Tree("a", [Tree("a1")]), Tree("b")])
+    codec = JsonCodec(Tree)
+    assert codec.decode(codec.encode(tree)) == tree
+
+
+def test_missing_fields_with_defaults_take_the_default() -> None:
+    user = JsonCodec(User).decode(b'{"name":"n","age":1,"address":{"city":"c"}}')
+    assert user == User(name="n", age=1, address=Address("c"))
+
+
+def test_init_false_fields_are_recomputed_not_stored() -> None:
+    codec = JsonCodec(Derived)
+    assert codec.encode(Derived(4)) == b'{"base":4}'
+    assert codec.decode(b'{"base":5}').doubled == 10
+    with pytest.raises(CodecError, match="doubled"):
+        codec.decode(b'{"base":5,"doubled":1}')
+
+
+def test_float_field_accepts_an_int_and_returns_a_float() -> None:
+    codec = JsonCodec(User)
+    user = User(name="n", age=1, address=Address("c"), score=3)
+    decoded = codec.decode(codec.encode(user))
+    assert decoded.score == 3.0
+    assert type(decoded.score) is float
+    stored = codec.decode(b'{"name":"n","age":1,"address":{"city":"c"},"score":7}')
+    assert type(stored.score) is float
+
+
+def test_union_of_int_and_float_keeps_the_number_type() -> None:
+    codec = JsonCodec(Pair)
+    as_int = codec.decode(codec.encode(Pair((1, "a"), 3)))
+    as_float = codec.decode(codec.encode(Pair((1, "a"), 3.0)))
+    assert type(as_int.mixed) is int
+    assert type(as_float.mixed) is float
+    assert as_int.point == (1, "a")
+
+
+def test_other_declared_types_work_at_the_top_level() -> None:
+    ints = JsonCodec(int)
+    assert ints.decode(ints.encode(5)) == 5
+    with pytest.raises(CodecError, match=r"JsonCodec\[int\]"):
+        ints.decode(b'"5"')
+    with pytest.raises(CodecError, match="expected int, got bool"):
+        ints.encode(True)
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        (b"[]", "expected an object for User, got an array"),
+        (b"null", "got null"),
+        (b'{"age":1,"address":{"city":"c"}}', "missing field 'name'"),
+        (b'{"name":"n","age":1,"address":{"city":"c"},"zzz":0}', "unexpected field(s)"),
+        (b'{"name":1,"age":1,"address":{"city":"c"}}', "$.name: expected a string"),
+        (b'{"name":"n","age":"1","address":{"city":"c"}}', "$.age: expected an integer"),
+        (b'{"name":"n","age":1.5,"address":{"city":"c"}}', "$.age: expected an integer"),
+        (b'{"name":"n","age":true,"address":{"city":"c"}}', "$.age: expected an integer"),
+        (b'{"name":"n","age":1,"address":null}', "$.address: expected an object"),
+        (b'{"name":"n","age":1,"address":{"city":2}}', "$.address.city"),
+        (b'{"name":"n","age":1,"address":{"city":"c"},"active":1}', "$.active"),
+        (b'{"name":"n","age":1,"address":{"city":"c"},"score":"x"}', "$.score"),
+        (
+            b'{"name":"n","age":1,"address":{"city":"c"},"previous":[{"city":"a"},{}]}',
+            "$.previous[1]: missing field 'city'",
+        ),
+        (b'{"name":"n","age":1,"address":{"city":"c"},"previous":{}}', "$.previous"),
+        (
+            b'{"name":"n","age":1,"address":{"city":"c"},"by_label":{"k":[]}}',
+            "$.by_label['k']",
+        ),
+        (b'{"name":"n","age":1,"address":{"city":"c"},"billing":5}', "$.billing"),
+        (b'{"name":"n","age":1,"address":{"city":"c"},"tags":"ab"}', "$.tags"),
+    ],
+)
+def test_data_that_does_not_fit_the_dataclass_is_a_codec_error(data: bytes, fragment: str) -> None:
+    with pytest.raises(CodecError) as info:
+        JsonCodec(User).decode(data)
+    message = str(info.value)
+    assert "JsonCodec[User]" in message
+    assert fragment in message
+
+
+def test_bare_list_and_dict_fields_hold_plain_json_of_that_shape() -> None:
+    codec = JsonCodec(Loose)
+    value = Loose(items=[1, "a", {"k": None}], meta={"n": [1.5]})
+    assert codec.decode(codec.encode(value)) == value
+    with pytest.raises(CodecError, match=r"\$\.items: expected list, got dict"):
+        codec.encode(Loose(items={"a": 1}, meta={}))  # type: ignore[arg-type]
+    with pytest.raises(CodecError, match=r"\$\.meta: expected dict, got list"):
+        codec.encode(Loose(items=[], meta=[]))  # type: ignore[arg-type]
+    with pytest.raises(CodecError, match=r"\$\.items: expected list, got an object"):
+        codec.decode(b'{"items":{},"meta":{}}')
+    with pytest.raises(CodecError, match=r"\$\.meta: expected dict, got an array"):
+        codec.decode(b'{"items":[],"meta":[]}')
+
+
+def test_fixed_tuple_length_is_checked_on_decode() -> None:
+    with pytest.raises(CodecError, match="expected 2 items, got 3"):
+        JsonCodec(Pair).decode(b'{"point":[1,"a",2]}')
+
+
+def test_a_failing_post_init_is_a_codec_error() -> None:
+    with pytest.raises(CodecError, match="n must be positive"):
+        JsonCodec(Positive).decode(b'{"n":0}')
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        (Address("x"), "expected User, got Address"),
+        ({"name": "n"}, "expected User, got dict"),
+        (None, "expected User, got NoneType"),
+        (User(name="n", age="1", address=Address("c")), "$.age"),  # type: ignore[arg-type]
+        (User(name="n", age=1, address="c"), "$.address"),  # type: ignore[arg-type]
+        (User(name="n", age=1, address=Address("c", "1")), "$.address.zip_code"),  # type: ignore[arg-type]
+        (User(name="n", age=1, address=Address("c"), score=math.nan), "$.score"),
+        (User(name="n", age=1, address=Address("c"), score=10**400), "too large"),
+        (User(name="n", age=1, address=Address("c"), previous=(Address("a"),)), "$.previous"),  # type: ignore[arg-type]
+        (User(name="n", age=1, address=Address("c"), tags=["a"]), "$.tags"),  # type: ignore[arg-type]
+        (User(name="n", age=1, address=Address("c"), by_label={1: Address("a")}), "dict key 1"),  # type: ignore[dict-item]
+        (User(name="n", age=1, address=Address("c"), extra=(1,)), "$.extra"),
+        (User(name="n", age=1, address=Address("c"), active=1), "$.active: expected bool"),  # type: ignore[arg-type]
+        (SpecialUser(name="n", age=1, address=Address("c")), "expected User, got SpecialUser"),
+    ],
+)
+def test_values_that_do_not_fit_the_dataclass_fail_to_encode(value: object, fragment: str) -> None:
+    with pytest.raises(CodecError) as info:
+        JsonCodec(User).encode(value)  # type: ignore[arg-type]
+    message = str(info.value)
+    assert "JsonCodec[User]" in message
+    assert fragment in message
+
+
+def test_a_dataclass_that_contains_itself_is_a_codec_error() -> None:
+    tree = Tree("loop")
+    tree.children.append(tree)
+    with pytest.raises(CodecError, match="cycle"):
+        JsonCodec(Tree).encode(tree)
+
+
+@pytest.mark.parametrize(
+    ("type_", "fragment"),
+    [
+        (HasSet, "HasSet.items"),
+        (IntKeys, "dict[str, ...]"),
+        (Unresolvable, "NoSuchType"),
+        (bytes, "bytes"),
+        (complex, "complex"),
+    ],
+)
+def test_unsupported_types_fail_at_construction(type_: type[object], fragment: str) -> None:
+    with pytest.raises(TypeError) as info:
+        JsonCodec(type_)
+    assert fragment in str(info.value)
+
+
+def test_repr_names_the_type() -> None:
+    assert repr(JsonCodec(User)) == "JsonCodec(User)"
+    assert repr(JsonCodec()) == "JsonCodec()"
+    assert JsonCodec(User).type_ is User
+    assert JsonCodec().type_ is None
+
+
+addresses = st.builds(
+    Address,
+    city=st.text(max_size=10),
+    zip_code=st.none() | st.integers(),
+)
+users = st.builds(
+    User,
+    name=st.text(max_size=10),
+    age=st.integers(),
+    address=addresses,
+    score=st.floats(allow_nan=False, allow_infinity=False),
+    active=st.booleans(),
+    previous=st.lists(addresses, max_size=3),
+    by_label=st.dictionaries(st.text(max_size=5), addresses, max_size=3),
+    billing=st.none() | addresses,
+    shipping=st.none() | addresses,
+    tags=st.lists(st.text(max_size=5), max_size=3).map(tuple),
+    extra=json_values,
+)
+trees = st.recursive(
+    st.builds(Tree, label=st.text(max_size=5), children=st.just([])),
+    lambda sub: st.builds(Tree, label=st.text(max_size=5), children=st.lists(sub, max_size=3)),
+    max_leaves=15,
+)
+
+
+@given(users)
+def test_any_user_round_trips(user: User) -> None:
+    codec = JsonCodec(User)
+    decoded = codec.decode(codec.encode(user))
+    assert decoded == user
+    assert strictly_equal(decoded.extra, user.extra)
+    assert repr(decoded.score) == repr(user.score)
+
+
+@given(trees)
+def test_any_tree_round_trips(tree: Tree) -> None:
+    codec = JsonCodec(Tree)
+    assert codec.decode(codec.encode(tree)) == tree
+
+
+@given(st.binary())
+def test_arbitrary_bytes_decode_to_a_user_or_a_codec_error(data: bytes) -> None:
+    try:
+        user = JsonCodec(User).decode(data)
+    except CodecError:
+        return
+    assert isinstance(user, User)
+
+
+@given(json_values)
+def test_arbitrary_json_decodes_to_a_user_or_a_codec_error(value: object) -> None:
+    codec = JsonCodec(User)
+    try:
+        user = codec.decode(json.dumps(value).encode())
+    except CodecError:
+        return
+    assert isinstance(user, User)
+    assert codec.decode(codec.encode(user)) == user
+
+
+# --- BytesCodec and StrCodec ----------------------------------------------------------
+
+
+@given(st.binary())
+def test_bytes_codec_is_the_identity(data: bytes) -> None:
+    codec = BytesCodec()
+    assert codec.encode(data) == data
+    assert codec.decode(data) == data
+
+
+@pytest.mark.parametrize("value", ["text", bytearray(b"x"), memoryview(b"x"), None, 1])
+def test_bytes_codec_encodes_only_bytes(value: object) -> None:
+    with pytest.raises(CodecError, match="BytesCodec"):
+        BytesCodec().encode(value)  # type: ignore[arg-type]
+
+
+def test_bytes_codec_decode_returns_bytes() -> None:
+    decoded = BytesCodec().decode(bytearray(b"ab"))  # type: ignore[arg-type]
+    assert decoded == b"ab"
+    assert type(decoded) is bytes
+    with pytest.raises(CodecError):
+        BytesCodec().decode("ab")  # type: ignore[arg-type]
+
+
+@given(st.text())
+def test_str_codec_round_trips_as_utf8(text: str) -> None:
+    codec = StrCodec()
+    assert codec.encode(text) == text.encode("utf-8")
+    assert codec.decode(codec.encode(text)) == text
+
+
+def test_str_codec_errors_are_codec_errors() -> None:
+    codec = StrCodec()
+    assert codec.encode("é") == b"\xc3\xa9"
+    with pytest.raises(CodecError, match="StrCodec"):
+        codec.encode(b"bytes")  # type: ignore[arg-type]
+    with pytest.raises(CodecError, match="StrCodec"):
+        codec.encode("\udfff")
+    with pytest.raises(CodecError, match="UTF-8"):
+        codec.decode(b"\xc3")
+    with pytest.raises(CodecError, match="StrCodec"):
+        codec.decode(None)  # type: ignore[arg-type]
+
+
+# --- LimitedCodec ---------------------------------------------------------------------
+
+
+class SpyCodec:
+    """A bytes codec that records what reaches it."""
+
+    def __init__(self) -> None:
+        self.decoded: list[bytes] = []
+
+    def encode(self, value: bytes) -> bytes:
+        return value
+
+    def decode(self, data: bytes) -> bytes:
+        self.decoded.append(data)
+        return data
+
+
+@pytest.mark.parametrize("max_bytes", [0, -1, True, 1.5, "3", None])
+def test_limited_codec_rejects_bad_limits(max_bytes: object) -> None:
+    with pytest.raises(ValueError, match="max_bytes"):
+        LimitedCodec(BytesCodec(), max_bytes)  # type: ignore[arg-type]
+
+
+def test_limited_codec_requires_a_codec() -> None:
+    with pytest.raises(TypeError, match="Codec"):
+        LimitedCodec(object(), 10)  # type: ignore[arg-type]
+
+
+def test_limited_codec_allows_exactly_the_limit() -> None:
+    codec = LimitedCodec(BytesCodec(), 3)
+    assert codec.encode(b"abc") == b"abc"
+    assert codec.decode(b"abc") == b"abc"
+    assert codec.max_bytes == 3
+
+
+def test_limited_codec_refuses_one_byte_over_both_ways() -> None:
+    codec = LimitedCodec(BytesCodec(), 3)
+    with pytest.raises(CodecError, match="4 bytes"):
+        codec.encode(b"abcd")
+    with pytest.raises(CodecError, match="4 bytes"):
+        codec.decode(b"abcd")
+
+
+def test_limited_codec_checks_the_size_before_the_inner_codec_decodes() -> None:
+    spy = SpyCodec()
+    codec = LimitedCodec(spy, 2)
+    with pytest.raises(CodecError):
+        codec.decode(b"xyz")
+    assert spy.decoded == []
+    assert codec.decode(b"xy") == b"xy"
+    assert spy.decoded == [b"xy"]
+    assert codec.inner is spy
+
+
+def test_limited_codec_counts_encoded_bytes_not_characters() -> None:
+    codec = LimitedCodec(StrCodec(), 3)
+    assert codec.encode("aé") == "aé".encode()
+    with pytest.raises(CodecError):
+        codec.encode("éé")
+
+
+def test_limited_codec_passes_inner_errors_through() -> None:
+    with pytest.raises(CodecError, match="JsonCodec"):
+        LimitedCodec(JsonCodec[object](), 100).decode(b"{")
+
+
+@given(st.binary(max_size=64), st.integers(min_value=1, max_value=64))
+def test_limited_codec_accepts_exactly_payloads_within_the_limit(data: bytes, limit: int) -> None:
+    codec = LimitedCodec(BytesCodec(), limit)
+    for operation in (codec.encode, codec.decode):
+        if len(data) <= limit:
+            assert operation(data) == data
+        else:
+            with pytest.raises(CodecError):
+                operation(data)
