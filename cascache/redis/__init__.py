@@ -15,18 +15,31 @@ core has no dependency on redis-py.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Generic, TypeVar
 
+import cascache
+from cascache.cache import CAS
+from cascache.codec import Codec
+from cascache.errors import ConfigError
+from cascache.hooks import Hooks
+from cascache.options import TTL, BatchReadSeed, BatchWriteSeed
 from cascache.redis.genstore import RedisGenStore
 from cascache.redis.mutator import RedisKeyMutator
 from cascache.redis.provider import RedisProvider
-from cascache.redis.scripts import Client
+from cascache.redis.scripts import Client, check_client
+
+V = TypeVar("V")
 
 __all__ = [
     "Client",
+    "Options",
     "RedisGenStore",
     "RedisKeyMutator",
     "RedisProvider",
+    "new",
     "new_gen_store",
     "new_key_mutator",
     "new_provider",
@@ -55,8 +68,70 @@ def new_key_mutator(
     return RedisKeyMutator(client, version_ttl=version_ttl)
 
 
-# ---------------------------------------------------------------------------------------
-# new(...): reserved for the lead. It builds a whole cache on one Redis (values, versions
-# and the single-key scripts from the same client) on top of ``cascache.new``, which is
-# not ready yet. Add it here and to ``__all__``.
-# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class Options(Generic[V]):
+    """What :func:`new` needs: the Redis client instead of a provider and a version store.
+
+    Attributes:
+        namespace, codec, default_ttl, batch_ttl, disabled, compute_set_cost,
+            disable_batch, read_guard, batch_read_guard, batch_read_seed,
+            batch_write_seed, hooks: as in :class:`cascache.Options`.
+        client: a ``redis.Redis`` or ``redis.cluster.RedisCluster`` with
+            ``decode_responses=False``.
+        version_ttl: optional expiry of version keys, renewed by successful writes.
+            Safe (an expired version only turns entries into misses) but it costs hit
+            rate; keep it longer than ``default_ttl``. ``None`` (default): no expiry.
+        close_client: the cache owns the client and closes it in ``close()``.
+    """
+
+    namespace: str
+    client: Client
+    codec: Codec[V]
+    default_ttl: TTL | None = None
+    batch_ttl: TTL | None = None
+    version_ttl: TTL | None = None
+    close_client: bool = False
+    disabled: bool = False
+    compute_set_cost: Callable[[bytes], int] | None = None
+    disable_batch: bool = False
+    read_guard: Callable[[str, V], bool] | None = None
+    batch_read_guard: Callable[[str, V], bool] | None = None
+    batch_read_seed: BatchReadSeed = BatchReadSeed.OFF
+    batch_write_seed: BatchWriteSeed = BatchWriteSeed.STRICT
+    hooks: Hooks | None = None
+
+
+def new(options: Options[V]) -> CAS[V]:
+    """A cache with values and versions in Redis: the recommended Redis entry point.
+
+    ``get`` reads value and version in one ``MGET``; ``set_if_version`` and
+    ``invalidate`` each run as one atomic Lua script. A key's value key and version key
+    share a Redis Cluster hash tag, so this works unchanged on a cluster.
+    """
+    if not isinstance(options, Options):
+        raise ConfigError(
+            f"cascache.redis.new takes a cascache.redis.Options, got {type(options).__name__}"
+        )
+    client = check_client(options.client, "cascache.redis.new")
+    mutator = RedisKeyMutator(client, version_ttl=options.version_ttl)
+    return cascache.new(
+        cascache.Options(
+            namespace=options.namespace,
+            provider=RedisProvider(client, close_client=options.close_client),
+            codec=options.codec,
+            default_ttl=options.default_ttl,
+            batch_ttl=options.batch_ttl,
+            disabled=options.disabled,
+            compute_set_cost=options.compute_set_cost,
+            gen_store=RedisGenStore(client, version_ttl=options.version_ttl),
+            key_reader=mutator,
+            key_writer=mutator,
+            key_invalidator=mutator,
+            disable_batch=options.disable_batch,
+            read_guard=options.read_guard,
+            batch_read_guard=options.batch_read_guard,
+            batch_read_seed=options.batch_read_seed,
+            batch_write_seed=options.batch_write_seed,
+            hooks=options.hooks,
+        )
+    )

@@ -31,6 +31,7 @@ from redis.exceptions import NoScriptError
 
 from cascache.errors import ConfigError, WireError
 from cascache.fence import FENCE_SIZE, Version
+from cascache.options import ttl_seconds
 
 Client: TypeAlias = redis.Redis | redis.cluster.RedisCluster
 """A synchronous redis-py client: a plain ``Redis`` or a ``RedisCluster``."""
@@ -252,22 +253,7 @@ def ttl_arg(seconds: float | None) -> str:
 
 def check_version_ttl(version_ttl: float | timedelta | None, owner: str) -> float | None:
     """Validate a ``version_ttl`` argument and return it in seconds (``None``: no TTL)."""
-    if version_ttl is None:
-        return None
-    if isinstance(version_ttl, bool):
-        raise ConfigError(
-            f"{owner} version_ttl must be seconds or a timedelta, got {version_ttl!r}"
-        )
-    seconds = version_ttl.total_seconds() if isinstance(version_ttl, timedelta) else version_ttl
-    if not isinstance(seconds, int | float):
-        raise ConfigError(
-            f"{owner} version_ttl must be seconds or a timedelta, got {version_ttl!r}"
-        )
-    if not 0 < seconds < math.inf:
-        raise ConfigError(
-            f"{owner} version_ttl must be a positive, finite duration, got {version_ttl!r}"
-        )
-    return float(seconds)
+    return ttl_seconds(f"{owner} version_ttl", version_ttl)
 
 
 def as_bytes(reply: object, key: str) -> bytes | None:
