@@ -7,16 +7,20 @@ contract), and fault injection (evict, corrupt, lose version state, move the clo
 
 from __future__ import annotations
 
+import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import cascache
 from cascache.batch import Core
-from cascache.fence import Version
-from cascache.keys import KeySpace
+from cascache.fence import FENCE_SIZE, Version
+from cascache.keys import PREFIX, KeySpace
 from model.oracle import ROW_CODEC, Row
 
-NAMESPACE = "m"
+if TYPE_CHECKING:
+    import redis
+
 ENTRY_TTL = 30.0
 
 CoreFactory = Callable[[cascache.Options[Row]], Core[Row]]
@@ -45,7 +49,9 @@ class Topology(ABC):
 
     def __init__(self, nodes: int, core: CoreFactory) -> None:
         self.clock = FakeClock()
-        self.keys = KeySpace(NAMESPACE)
+        # A namespace of its own per example, so a shared server needs no flushing.
+        self.namespace = f"m{secrets.token_hex(4)}"
+        self.keys = KeySpace(self.namespace)
         self.nodes = [cascache.CAS(core(self.options(i))) for i in range(nodes)]
 
     @abstractmethod
@@ -59,6 +65,10 @@ class Topology(ABC):
     @abstractmethod
     def value_stores(self) -> int:
         """How many separate value stores there are."""
+
+    def readers(self, store: int) -> range:
+        """The nodes that serve entries from value store ``store`` (default: every node)."""
+        return range(len(self.nodes))
 
     @abstractmethod
     def raw(self, store: int, storage_key: str) -> bytes | None:
@@ -101,7 +111,7 @@ class Local(Topology):
 
     def options(self, node: int) -> cascache.Options[Row]:
         return cascache.Options(
-            namespace=NAMESPACE,
+            namespace=self.namespace,
             provider=self.provider,
             codec=ROW_CODEC,
             gen_store=self.gens,
@@ -146,7 +156,7 @@ class PerNodeLocalVersions(Local):
 
     def options(self, node: int) -> cascache.Options[Row]:
         return cascache.Options(
-            namespace=NAMESPACE,
+            namespace=self.namespace,
             provider=self.provider,
             codec=ROW_CODEC,
             gen_store=self.node_gens[node] if node < len(self.node_gens) else self.gens,
@@ -163,3 +173,110 @@ class PerNodeLocalVersions(Local):
     def lose_all_versions(self) -> None:
         for gens in self.node_gens:
             gens.clear()
+
+
+Connect = Callable[[], "redis.Redis"]
+"""Returns a client on an empty Redis the model may use freely (fresh fakeredis server, or
+a flushed server the test session started)."""
+
+
+class _OnRedis(Topology):
+    """Shared machinery of the topologies whose versions live in Redis."""
+
+    def __init__(self, nodes: int, core: CoreFactory, connect: Connect) -> None:
+        self.client = connect()
+        super().__init__(nodes, core)
+
+    def fence(self, node: int, version_key: str) -> Version | None:
+        raw = self.client.get(version_key)
+        if not isinstance(raw, bytes) or len(raw) != FENCE_SIZE:
+            return None
+        return Version.from_bytes(raw)
+
+    def lose_version(self, version_key: str) -> None:
+        self.client.delete(version_key)
+
+    def _ours(self, kind: str) -> list[str]:
+        pattern = f"{PREFIX}:*:{kind}:{len(self.namespace)}:{self.namespace}:*"
+        return [k.decode() for k in self.client.scan_iter(match=pattern, count=1000)]
+
+    def lose_all_versions(self) -> None:
+        for name in self._ours("g"):
+            self.client.delete(name)
+
+    def close(self) -> None:
+        super().close()
+        for name in self._ours("*"):
+            self.client.delete(name)
+        self.client.close()
+
+
+class SharedVersions(_OnRedis):
+    """Each node keeps values in its own in-process store; versions are shared in Redis."""
+
+    name = "shared-versions"
+
+    def __init__(self, nodes: int, core: CoreFactory, connect: Connect) -> None:
+        self.providers = [
+            cascache.MemoryProvider(max_cost=1 << 20, clock=self._clock) for _ in range(nodes)
+        ]
+        super().__init__(nodes, core, connect)
+
+    def _clock(self) -> float:
+        return self.clock()
+
+    def options(self, node: int) -> cascache.Options[Row]:
+        import cascache.redis
+
+        return cascache.Options(
+            namespace=self.namespace,
+            provider=self.providers[node],
+            codec=ROW_CODEC,
+            gen_store=cascache.redis.new_gen_store(self.client),
+            default_ttl=ENTRY_TTL,
+        )
+
+    def value_stores(self) -> int:
+        return len(self.providers)
+
+    def readers(self, store: int) -> range:
+        return range(store, store + 1)
+
+    def raw(self, store: int, storage_key: str) -> bytes | None:
+        return self.providers[store].get(storage_key)
+
+    def put_raw(self, store: int, storage_key: str, data: bytes) -> None:
+        self.providers[store].set(storage_key, data, len(data), ENTRY_TTL)
+
+    def evict(self, store: int, storage_key: str) -> None:
+        self.providers[store].delete(storage_key)
+
+
+class AllInRedis(_OnRedis):
+    """``cascache.redis.new``: values and versions in one Redis, single-key steps in Lua."""
+
+    name = "redis"
+
+    def options(self, node: int) -> cascache.Options[Row]:
+        import cascache.redis
+
+        # Built exactly as cascache.redis.new builds it, so variants can swap one piece.
+        return cascache.redis.new(
+            cascache.redis.Options(
+                namespace=self.namespace, client=self.client, codec=ROW_CODEC, default_ttl=ENTRY_TTL
+            )
+        ).core.options
+
+    def value_stores(self) -> int:
+        return 1
+
+    def raw(self, store: int, storage_key: str) -> bytes | None:
+        data = self.client.get(storage_key)
+        assert data is None or isinstance(data, bytes)
+        return data
+
+    def put_raw(self, store: int, storage_key: str, data: bytes) -> None:
+        self.client.set(storage_key, data, keepttl=True)
+
+    def evict(self, store: int, storage_key: str) -> None:
+        self.client.delete(storage_key)

@@ -16,6 +16,7 @@ from cascache.fence import Version
 from cascache.keys import CacheKey
 from cascache.results import WriteOutcome
 from cascache.wire import decode_single, encode_single
+from model.topology import CoreFactory
 
 V = TypeVar("V")
 
@@ -82,15 +83,22 @@ class Variant:
 
     number: int
     name: str
-    core: type[Core[object]]
+    core: CoreFactory
     caught_by: tuple[str, ...]
+    topologies: tuple[str, ...]
 
+
+ALL = ("local", "shared-versions", "redis")
+GENERIC = ("local", "shared-versions")
+"""Topologies whose single-key writes take the generic check-then-write path."""
 
 VARIANTS = {
     v.name: v
     for v in (
-        Variant(1, "cache-aside", CacheAside, ("FRESH", "state invariant")),
-        Variant(3, "stamps-current-fence", StampsCurrentFence, ("FRESH", "state invariant")),
-        Variant(12, "no-compare", NoCompare, ("write contract",)),
+        Variant(1, "cache-aside", CacheAside, ("FRESH", "state invariant"), ALL),
+        Variant(
+            3, "stamps-current-fence", StampsCurrentFence, ("FRESH", "state invariant"), GENERIC
+        ),
+        Variant(12, "no-compare", NoCompare, ("write contract",), GENERIC),
     )
 }

@@ -1,0 +1,192 @@
+"""Running the model: targets (topology x backend), variants, budgets and results.
+
+Tests and the audit command both go through :func:`run`, so what CI checks and what an
+auditor runs are the same code with different budgets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from hypothesis import HealthCheck, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis.stateful import get_state_machine_test
+
+from cascache.batch import Core
+from model.machine import FAULTS, ModelFailure, machine_for
+from model.topology import (
+    AllInRedis,
+    Connect,
+    CoreFactory,
+    Local,
+    PerNodeLocalVersions,
+    SharedVersions,
+    Topology,
+)
+from model.zoo import VARIANTS, Variant
+
+if TYPE_CHECKING:
+    import redis
+
+TOPOLOGIES: dict[str, tuple[bool, frozenset[str]]] = {
+    # name: (needs Redis, faults the topology is expected to survive)
+    "local": (False, FAULTS),
+    "shared-versions": (True, FAULTS),
+    "redis": (True, FAULTS - {"clock"}),
+    "per-node-local-versions": (False, FAULTS),
+}
+"""Every topology the model knows. Redis keeps its own clock, so the model cannot move it."""
+
+CONTROLS = frozenset({"per-node-local-versions"})
+"""Negative controls: expected to fail, so a passing run of one is itself a failure."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the model runs: a topology on a backend with some number of cache nodes."""
+
+    topology: str
+    backend: str = "memory"
+    nodes: int = 2
+
+    def __str__(self) -> str:
+        return f"{self.topology}/{self.backend}/{self.nodes}n"
+
+
+@dataclass
+class Result:
+    """What one run found."""
+
+    target: Target
+    variant: str | None
+    examples: int = 0
+    effects: int = 0
+    faults: int = 0
+    seconds: float = 0.0
+    failure: str | None = None
+    caught_after: int | None = None
+    reproduce: str = ""
+    expected_to_fail: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def as_expected(self) -> bool:
+        """A correct protocol passes; a variant or a negative control must be caught."""
+        return (self.failure is not None) == self.expected_to_fail
+
+
+def fake_redis() -> redis.Redis:
+    """A client on a brand-new fakeredis server (one per example: Lua state is per server)."""
+    import fakeredis
+
+    return fakeredis.FakeRedis(server=fakeredis.FakeServer())
+
+
+def url_client(url: str) -> Connect:
+    """Connect to a real server; the model never flushes it (each example has a namespace)."""
+
+    def connect() -> redis.Redis:
+        import redis
+
+        return redis.Redis.from_url(url)
+
+    return connect
+
+
+def build(target: Target, connect: Connect | None) -> Callable[[CoreFactory], Topology]:
+    """The topology factory of ``target``."""
+    nodes = target.nodes
+    if target.topology == "local":
+        return lambda core: Local(nodes, core)
+    if target.topology == "per-node-local-versions":
+        return lambda core: PerNodeLocalVersions(nodes, core)
+    if connect is None:
+        raise ValueError(f"{target} needs a Redis connection")
+    redis_connect = connect
+    if target.topology == "shared-versions":
+        return lambda core: SharedVersions(nodes, core, redis_connect)
+    if target.topology == "redis":
+        return lambda core: AllInRedis(nodes, core, redis_connect)
+    raise ValueError(f"unknown topology {target.topology!r}; known: {', '.join(TOPOLOGIES)}")
+
+
+@contextlib.contextmanager
+def shrink_limit(seconds: float | None) -> Iterator[None]:
+    """Cap Hypothesis's shrinking time (an internal constant; uncapped if it ever moves)."""
+    if seconds is None:
+        yield
+        return
+    try:
+        from hypothesis.internal.conjecture import engine
+    except ImportError:  # pragma: no cover - Hypothesis reorganised its internals
+        yield
+        return
+    saved = getattr(engine, "MAX_SHRINKING_SECONDS", None)
+    if saved is None:  # pragma: no cover
+        yield
+        return
+    engine.MAX_SHRINKING_SECONDS = int(seconds)
+    try:
+        yield
+    finally:
+        engine.MAX_SHRINKING_SECONDS = saved
+
+
+def run(
+    target: Target,
+    variant: str | None = None,
+    *,
+    examples: int = 100,
+    steps: int = 25,
+    seed: int | None = None,
+    faults: frozenset[str] | None = None,
+    connect: Connect | None = None,
+    shrink_seconds: float | None = 30.0,
+) -> Result:
+    """Run the model once on ``target`` (optionally with a bug-zoo ``variant``)."""
+    needs_redis, survives = TOPOLOGIES[target.topology]
+    if needs_redis and connect is None:
+        connect = fake_redis if target.backend == "fakeredis" else None
+    chosen: Variant | None = VARIANTS[variant] if variant is not None else None
+    core: CoreFactory = chosen.core if chosen is not None else Core
+    active = survives & (faults if faults is not None else FAULTS)
+    machine = machine_for(build(target, connect), core=core, faults=active)
+    config = settings(
+        max_examples=examples,
+        stateful_step_count=steps,
+        deadline=None,
+        database=None,
+        derandomize=seed is None,
+        report_multiple_bugs=False,
+        suppress_health_check=list(HealthCheck),
+        print_blob=True,
+    )
+    test = get_state_machine_test(machine, settings=config)
+    if seed is not None:
+        test = hypothesis_seed(seed)(test)
+    result = Result(
+        target,
+        variant,
+        expected_to_fail=chosen is not None or target.topology in CONTROLS,
+    )
+    report = io.StringIO()
+    started = time.perf_counter()
+    try:
+        with shrink_limit(shrink_seconds), contextlib.redirect_stdout(report):
+            test()
+    except ModelFailure as failure:
+        result.failure = str(failure)
+        # Hypothesis attaches the failing program and its replay blob as notes.
+        notes = "\n".join(getattr(failure, "__notes__", []))
+        report.write(notes)
+    result.seconds = time.perf_counter() - started
+    tally = machine.tally
+    result.examples, result.effects, result.faults = tally.examples, tally.effects, tally.faults
+    result.caught_after = tally.first_failure
+    result.reproduce = report.getvalue()
+    return result
