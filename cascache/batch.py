@@ -186,8 +186,8 @@ class Core(SingleCore[V]):
         served: dict[str, V] = {}
         fresh: list[tuple[CacheKey, Member]] = []
         rejected: list[str] = []
-        for ck, member, fence in zip(cks, members, fences, strict=True):
-            value = self.accept_member(member, fence)
+        verdicts = self.servable(members, fences)
+        for ck, member, value in zip(cks, members, verdicts, strict=True):
             if value is None:
                 rejected.append(member.key)
             else:
@@ -197,6 +197,12 @@ class Core(SingleCore[V]):
             yield from self.drop_batch(wanted, name, f"members not servable: {join_keys(rejected)}")
         yield from self.seed_after_read(fresh)
         return served
+
+    def servable(
+        self, members: Sequence[Member], fences: Sequence[Version | None]
+    ) -> list[tuple[V] | None]:
+        """Judge every member against its own current fence (DESIGN §3.7)."""
+        return [self.accept_member(m, f) for m, f in zip(members, fences, strict=True)]
 
     def accept_member(self, member: Member, fence: Version | None) -> tuple[V] | None:
         """A batch member's value (in a 1-tuple, so ``None`` values survive) if servable."""

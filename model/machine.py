@@ -106,7 +106,6 @@ KINDS = (
     "get_or_load",
     "writer",
     "invalidate",
-    "source",
     "get_many",
     "batch_fill",
     "quiet",
@@ -115,11 +114,27 @@ KINDS = (
 """The rule families an example may enable (swarm testing: each example enables a subset,
 which makes the rare combinations a race needs far more likely than uniform choice)."""
 
-node_ids = st.integers(0, 1)
-keys_st = st.sampled_from(KEYS)
+WIDE = st.integers(0, 2**16 - 1)
+"""Choices are drawn wide and folded modulo what is in play (nodes, keys, processes):
+Hypothesis favours small values, which would otherwise make "the first key, the first node,
+the oldest process" far likelier than the rest, and hide every race on the others."""
+
+node_ids = WIDE
+keys_st = WIDE
+outcomes = st.sampled_from(["ok", "ok", "ok", "fail", "applied"])
+"""How an effect ends: performed, failed (not applied), or applied with the reply lost."""
+INJECTIONS = {
+    "evict": "evict",
+    "corrupt": "corrupt",
+    "lose_version": "lose_version",
+    "lose_all_versions": "lose_version",
+    "tick": "clock",
+}
+"""Store faults by kind, with the fault family that enables each."""
 aheads = st.integers(0, 3)
 """How many effects a new process runs at once (shortens the rule sequence a race needs)."""
-key_sets = st.lists(keys_st, min_size=2, max_size=3, unique=True).map(tuple)
+key_sets = st.tuples(WIDE, WIDE)
+"""(size, order): folded into an ordered subset of at least two of the keys in play."""
 
 
 @dataclass
@@ -182,13 +197,16 @@ class CacheModel(RuleBasedStateMachine):
         """Whether rule family ``kind`` is enabled and a process slot is free."""
         return kind in self.kinds and len(self.procs) < MAX_PROCS
 
-    def key(self, key: str) -> str:
-        """Fold a drawn key into the keys this example uses."""
-        return KEYS[KEYS.index(key) % self.nkeys]
+    def key(self, drawn: int) -> str:
+        """Fold a drawn number into one of the keys this example uses."""
+        return KEYS[drawn % self.nkeys]
 
-    def key_set(self, keys: Sequence[str]) -> tuple[str, ...]:
-        """Fold a drawn key set into the keys this example uses."""
-        return tuple(dict.fromkeys(self.key(k) for k in keys))
+    def key_set(self, drawn: tuple[int, int]) -> tuple[str, ...]:
+        """Fold two drawn numbers into an ordered set of at least two keys in play."""
+        size, order = drawn
+        orders = list(itertools.permutations(KEYS[: self.nkeys]))
+        chosen = orders[order % len(orders)]
+        return chosen[: 2 + size % (self.nkeys - 1)]
 
     # -- processes ----------------------------------------------------------------------
 
@@ -219,104 +237,104 @@ class CacheModel(RuleBasedStateMachine):
 
     @precondition(lambda self: self.on("get"))
     @rule(node=node_ids, key=keys_st, ahead=aheads)
-    def start_get(self, node: int, key: str, ahead: int = 0) -> None:
+    def start_get(self, node: int, key: int, ahead: int) -> None:
         """A reader calls ``get``."""
-        key = self.key(key)
-        cache = self.topo.nodes[self._node(node)]
-        self._start("get", node, [key], lambda _: cache.core.get(key), record="get", ahead=ahead)
+        name = self.key(key)
+        core = self.topo.nodes[self._node(node)].core
+        self._start("get", node, [name], lambda _: core.get(name), record="get", ahead=ahead)
 
     @precondition(lambda self: self.on("fill"))
     @rule(node=node_ids, key=keys_st, ahead=aheads)
-    def start_fill(self, node: int, key: str, ahead: int = 0) -> None:
+    def start_fill(self, node: int, key: int, ahead: int) -> None:
         """A reader that missed fills: snapshot, load the source, conditional store."""
-        key = self.key(key)
+        name = self.key(key)
         core = self.topo.nodes[self._node(node)].core
-        self._start("fill", node, [key], lambda ctx: fill(core, key, self.db, ctx), ahead=ahead)
+        self._start("fill", node, [name], lambda ctx: fill(core, name, self.db, ctx), ahead=ahead)
 
     @precondition(lambda self: self.on("get_or_load"))
     @rule(node=node_ids, key=keys_st, ahead=aheads)
-    def start_get_or_load(self, node: int, key: str, ahead: int = 0) -> None:
+    def start_get_or_load(self, node: int, key: int, ahead: int) -> None:
         """A reader uses the ``get_or_load`` convenience (get, snapshot, load, store)."""
-        key = self.key(key)
+        name = self.key(key)
         core = self.topo.nodes[self._node(node)].core
         self._start(
             "get_or_load",
             node,
-            [key],
-            lambda _: core.get_or_load(key, lambda: self.db.read(key), None),
+            [name],
+            lambda _: core.get_or_load(name, lambda: self.db.read(name), None),
             record="get_or_load",
             ahead=ahead,
         )
 
-    @precondition(lambda self: "source" in self.kinds)
-    @rule(key=keys_st)
-    def write_source(self, key: str) -> None:
-        """A writer commits a new row to the source of truth."""
-        key = self.key(key)
-        index = self.db.write(key, self.now)
-        self.history.commit(self.now, key, index)
-        self.trace.append(f"{self.now:>3}  source commits {key}@{index}")
-        self.now += 1
-
     @precondition(lambda self: self.on("writer"))
     @rule(node=node_ids, key=keys_st, ahead=aheads)
-    def start_writer(self, node: int, key: str, ahead: int = 0) -> None:
+    def start_writer(self, node: int, key: int, ahead: int) -> None:
         """The seed's write path: commit to the source, then call ``invalidate``."""
-        key = self.key(key)
-        self.write_source(key)
-        self.start_invalidate(node, key, ahead)
+        name = self.key(key)
+        index = self.db.write(name, self.now)
+        self.history.commit(self.now, name, index)
+        self.trace.append(f"{self.now:>3}  source commits {name}@{index}")
+        self.now += 1
+        self._invalidate(node, name, ahead)
 
     @precondition(lambda self: self.on("invalidate"))
     @rule(node=node_ids, key=keys_st, ahead=aheads)
-    def start_invalidate(self, node: int, key: str, ahead: int = 0) -> None:
-        """A writer, after its source write, calls ``invalidate``."""
-        key = self.key(key)
+    def start_invalidate(self, node: int, key: int, ahead: int) -> None:
+        """An ``invalidate`` with no new commit before it (a retry, or a cautious writer)."""
+        self._invalidate(node, self.key(key), ahead)
+
+    def _invalidate(self, node: int, name: str, ahead: int) -> None:
         core = self.topo.nodes[self._node(node)].core
         self._start(
             "invalidate",
             node,
-            [key],
-            lambda _: core.invalidate(key),
+            [name],
+            lambda _: core.invalidate(name),
             record="invalidate",
             ahead=ahead,
         )
 
     @precondition(lambda self: self.on("get_many") and self.nkeys > 1)
     @rule(node=node_ids, keys=key_sets, ahead=aheads)
-    def start_get_many(self, node: int, keys: tuple[str, ...], ahead: int = 0) -> None:
+    def start_get_many(self, node: int, keys: tuple[int, int], ahead: int) -> None:
         """A reader calls ``get_many``."""
-        keys = self.key_set(keys)
+        names = self.key_set(keys)
         core = self.topo.nodes[self._node(node)].core
-        self.batch_sets.add(tuple(sorted(keys)))
+        self.batch_sets.add(tuple(sorted(names)))
         self._start(
-            "get_many", node, keys, lambda _: core.get_many(keys), record="get_many", ahead=ahead
+            "get_many", node, names, lambda _: core.get_many(names), record="get_many", ahead=ahead
         )
 
     @precondition(lambda self: self.on("batch_fill") and self.nkeys > 1)
     @rule(node=node_ids, keys=key_sets, ahead=aheads)
-    def start_batch_fill(self, node: int, keys: tuple[str, ...], ahead: int = 0) -> None:
+    def start_batch_fill(self, node: int, keys: tuple[int, int], ahead: int) -> None:
         """A reader fills several keys: snapshot_versions, load, set_if_versions."""
-        keys = self.key_set(keys)
+        names = self.key_set(keys)
         core = self.topo.nodes[self._node(node)].core
-        self.batch_sets.add(tuple(sorted(keys)))
+        self.batch_sets.add(tuple(sorted(names)))
         self._start(
-            "batch_fill", node, keys, lambda ctx: batch_fill(core, keys, self.db, ctx), ahead=ahead
+            "batch_fill",
+            node,
+            names,
+            lambda ctx: batch_fill(core, names, self.db, ctx),
+            ahead=ahead,
         )
 
     @precondition(lambda self: bool(self.procs))
-    @rule(pick=st.integers(0, MAX_PROCS - 1), fault=st.sampled_from(["ok", "fail", "applied"]))
+    @rule(pick=WIDE, fault=outcomes)
     def step(self, pick: int, fault: str) -> None:
         """Advance one in-flight process by one effect; maybe fail it (applied or not)."""
         self._step(self.procs[pick % len(self.procs)], fault if "step" in self.active else "ok")
 
     @precondition(lambda self: bool(self.procs))
-    @rule(picks=st.lists(st.integers(0, MAX_PROCS - 1), min_size=1, max_size=8))
-    def run(self, picks: list[int]) -> None:
+    @rule(picks=st.lists(st.tuples(WIDE, outcomes), min_size=1, max_size=8))
+    def run(self, picks: list[tuple[int, str]]) -> None:
         """Advance in-flight processes by one effect each, in the order given."""
-        for pick in picks:
+        for pick, fault in picks:
             if not self.procs:
                 return
-            self._step(self.procs[pick % len(self.procs)], "ok")
+            proc = self.procs[pick % len(self.procs)]
+            self._step(proc, fault if "step" in self.active else "ok")
 
     def _step(self, proc: Proc, fault: str) -> None:
         effect = proc.process.pending
@@ -385,9 +403,11 @@ class CacheModel(RuleBasedStateMachine):
     # -- liveness -------------------------------------------------------------------
 
     @rule(node=node_ids, key=keys_st)
-    def fill_then_get_hits(self, node: int, key: str) -> None:
+    def fill_then_get_hits(self, node: int, key: int) -> None:
         """With nothing else running, a fill followed by a get serves the latest row."""
-        key = self.key(key)
+        self._quiet_fill(node, self.key(key))
+
+    def _quiet_fill(self, node: int, key: str) -> None:
         node = self._node(node)
         cache = self.topo.nodes[node]
         result = drive(fill(cache.core, key, self.db, Ctx()))
@@ -406,9 +426,11 @@ class CacheModel(RuleBasedStateMachine):
 
     @precondition(lambda self: "quiet" in self.kinds and self.nkeys > 1)
     @rule(node=node_ids, keys=key_sets)
-    def batch_fill_then_get_many_hits(self, node: int, keys: tuple[str, ...]) -> None:
+    def batch_fill_then_get_many_hits(self, node: int, keys: tuple[int, int]) -> None:
         """With nothing else running, a batch fill followed by ``get_many`` hits every key."""
-        keys = self.key_set(keys)
+        self._quiet_batch_fill(node, self.key_set(keys))
+
+    def _quiet_batch_fill(self, node: int, keys: tuple[str, ...]) -> None:
         node = self._node(node)
         cache = self.topo.nodes[node]
         self.batch_sets.add(tuple(sorted(keys)))
@@ -436,25 +458,30 @@ class CacheModel(RuleBasedStateMachine):
         self.now += 1
         return True
 
-    @precondition(lambda self: "inject" in self.kinds)
+    @precondition(
+        lambda self: "inject" in self.kinds and any(f in self.active for f in INJECTIONS.values())
+    )
     @rule(
-        kind=st.sampled_from(["evict", "corrupt", "lose_version", "lose_all_versions", "tick"]),
+        kind=st.sampled_from(list(INJECTIONS)),
         store=st.integers(0, 3),
         key=keys_st,
         batch=st.booleans(),
         pos=st.integers(0, 255),
     )
-    def inject(self, kind: str, store: int, key: str, batch: bool, pos: int) -> None:
+    def inject(self, kind: str, store: int, key: int, batch: bool, pos: int) -> None:
         """A fault between effects: eviction, corruption, version loss, time passing."""
-        key = self.key(key)
+        # Fold the drawn kind into the active families, so no draw is wasted.
+        usable = [k for k in INJECTIONS if INJECTIONS[k] in self.active]
+        kind = usable[list(INJECTIONS).index(kind) % len(usable)]
+        which = self.key(key)
         store %= self.topo.value_stores()
         if kind == "evict":
-            names = self._batch_names(key) if batch else [self.topo.keys.single(key).value]
+            names = self._batch_names(which) if batch else [self.topo.keys.single(which).value]
             if self._fault("evict", f"value store {store} evicts {self._short(names)}"):
                 for name in names:
                     self.topo.evict(store, name)
         elif kind == "corrupt":
-            names = self._batch_names(key)[:1] if batch else [self.topo.keys.single(key).value]
+            names = self._batch_names(which)[:1] if batch else [self.topo.keys.single(which).value]
             for name in names:
                 data = self.topo.raw(store, name)
                 at = pos % len(data) if data else 0
@@ -463,8 +490,8 @@ class CacheModel(RuleBasedStateMachine):
                     flipped[at] ^= 0x5A
                     self.topo.put_raw(store, name, bytes(flipped))
         elif kind == "lose_version":
-            if self._fault("lose_version", f"version of {key} lost"):
-                self.topo.lose_version(self.topo.keys.single(key).version)
+            if self._fault("lose_version", f"version of {which} lost"):
+                self.topo.lose_version(self.topo.keys.single(which).version)
         elif kind == "lose_all_versions":
             if self._fault("lose_version", "every version lost"):
                 self.topo.lose_all_versions()

@@ -143,6 +143,7 @@ def run(
     *,
     examples: int = 100,
     steps: int = 25,
+    min_steps: int = 0,
     seed: int | None = None,
     faults: frozenset[str] | None = None,
     connect: Connect | None = None,
@@ -166,7 +167,7 @@ def run(
         suppress_health_check=list(HealthCheck),
         print_blob=True,
     )
-    test = get_state_machine_test(machine, settings=config)
+    test = get_state_machine_test(machine, settings=config, _min_steps=min_steps)
     if seed is not None:
         test = hypothesis_seed(seed)(test)
     result = Result(

@@ -1,24 +1,37 @@
 """The bug zoo: known-bad protocol variants the model must catch (DESIGN §6).
 
-Each variant is a subclass of the production :class:`cascache.batch.Core` that changes
-exactly one step, so a caught variant shows that the model can see that step's mistake.
-They live here, outside the shipped package, and are only ever built by the model.
+Each variant changes exactly one step of the production code (a subclass of
+:class:`cascache.batch.Core`, or one store the topology wires in), so a caught variant
+shows that the model can see that step's mistake. They live here, outside the shipped
+package, and are only ever built by the model.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from cascache.batch import Core
 from cascache.effects import Step, perform
-from cascache.fence import Version
+from cascache.fence import FENCE_SIZE, Version
+from cascache.genstore import GenStore, LocalGenStore
 from cascache.keys import CacheKey
+from cascache.options import Options
+from cascache.redis import RedisGenStore, RedisKeyMutator
+from cascache.redis.scripts import LuaScript, ttl_arg
 from cascache.results import WriteOutcome
-from cascache.wire import decode_single, encode_single
+from cascache.wire import Member, decode_single, encode_single
+from model.oracle import Row
 from model.topology import CoreFactory
 
 V = TypeVar("V")
+
+ZERO = Version(bytes(FENCE_SIZE))
+
+
+# -- #1, #2, #5, #6: invalidation ------------------------------------------------------
 
 
 class CacheAside(Core[V]):
@@ -40,6 +53,47 @@ class CacheAside(Core[V]):
         yield from perform(
             self.values("delete", [ck.value], lambda: self.provider.delete(ck.value))
         )
+
+
+class DeleteWithoutAdvance(Core[V]):
+    """#2 Invalidate deletes the entry but leaves the version where it was."""
+
+    def invalidate(self, key: str) -> Step[None]:
+        ck = self.keys.single(key)
+        yield from perform(
+            self.values("delete", [ck.value], lambda: self.provider.delete(ck.value))
+        )
+
+
+class DeleteThenAdvanceIgnoringFailure(Core[V]):
+    """#5 Invalidate deletes first, then advances, and reports success if the advance fails."""
+
+    def invalidate(self, key: str) -> Step[None]:
+        ck = self.keys.single(key)
+        with contextlib.suppress(Exception):
+            yield from perform(
+                self.values("delete", [ck.value], lambda: self.provider.delete(ck.value))
+            )
+        with contextlib.suppress(Exception):
+            yield from perform(
+                self.versions("advance", [ck.version], lambda: self.gens.advance(ck.version))
+            )
+
+
+class FireAndForget(Core[V]):
+    """#6 Invalidate returns at once; the real invalidation runs later (next invalidate)."""
+
+    def __init__(self, options: Options[V]) -> None:
+        super().__init__(options)
+        self.deferred: list[str] = []
+
+    def invalidate(self, key: str) -> Step[None]:
+        backlog, self.deferred = self.deferred, [key]
+        for earlier in backlog:
+            yield from super().invalidate(earlier)
+
+
+# -- #3, #12: the generic conditional write ---------------------------------------------
 
 
 class StampsCurrentFence(Core[V]):
@@ -77,28 +131,287 @@ class NoCompare(Core[V]):
         return (yield from self.store(op, ck.key, ck.value, frame, ttl))
 
 
+# -- #4: the Redis write script -----------------------------------------------------------
+
+CREATING_WRITE = LuaScript(
+    "zoo_write_creating_fence",
+    """\
+local current = redis.call('GET', KEYS[2])
+if not current then
+  redis.call('SET', KEYS[2], ARGV[1])
+  current = ARGV[1]
+end
+if current ~= ARGV[1] then
+  return 0
+end
+if ARGV[3] ~= '0' then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+else
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+return 1
+""",
+)
+
+
+class CreatingWriter(RedisKeyMutator):
+    """#4 The Lua write recreates a missing version key from the writer's expectation."""
+
+    def write_if_version(
+        self, key: CacheKey, frame: bytes, version: Version, ttl: float | None
+    ) -> bool:
+        reply = CREATING_WRITE(
+            self.client, (key.value, key.version), (version.to_bytes(), frame, ttl_arg(ttl))
+        )
+        return reply == 1
+
+
+def creating_writer(options: Options[Row]) -> Core[Row]:
+    """Wire #4 into the Redis topology in place of the production mutator's write."""
+    writer = options.key_writer
+    assert isinstance(writer, RedisKeyMutator), "#4 applies to cascache.redis.new only"
+    return Core(replace(options, key_writer=CreatingWriter(writer.client)))
+
+
+# -- #7, #8: version stores ---------------------------------------------------------------
+
+
+class IntegerGenerations:
+    """#7 Integer generations kept in the topology's own version cells, restarting at 0.
+
+    After the version state is lost, the counter starts again at 0 and entries written
+    under an old 0 become current again (the ABA hazard random fences rule out).
+    """
+
+    def __init__(self, inner: GenStore) -> None:
+        self.inner = inner
+
+    def _get(self, key: str) -> int | None:
+        if isinstance(self.inner, LocalGenStore):
+            fence = self.inner.peek(key)
+            raw = None if fence is None else fence.to_bytes()
+        else:
+            assert isinstance(self.inner, RedisGenStore)
+            got = self.inner.client.get(key)
+            raw = got if isinstance(got, bytes) else None
+        return None if raw is None else int.from_bytes(raw, "big")
+
+    def _set(self, key: str, generation: int) -> Version:
+        fence = Version(generation.to_bytes(FENCE_SIZE, "big"))
+        if isinstance(self.inner, LocalGenStore):
+            with self.inner._lock:
+                self.inner._install(key, fence)
+        else:
+            assert isinstance(self.inner, RedisGenStore)
+            self.inner.client.set(key, fence.to_bytes())
+        return fence
+
+    def snapshot(self, key: str) -> Version:
+        generation = self._get(key)
+        return self._set(key, 0) if generation is None else self._at(generation)
+
+    def snapshot_many(self, keys: Sequence[str]) -> list[Version]:
+        return [self.snapshot(key) for key in keys]
+
+    def current(self, key: str) -> Version | None:
+        generation = self._get(key)
+        return None if generation is None else self._at(generation)
+
+    def current_many(self, keys: Sequence[str]) -> list[Version | None]:
+        return [self.current(key) for key in keys]
+
+    def advance(self, key: str) -> Version:
+        generation = self._get(key)
+        return self._set(key, 0 if generation is None else generation + 1)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    @staticmethod
+    def _at(generation: int) -> Version:
+        return Version(generation.to_bytes(FENCE_SIZE, "big"))
+
+
+class MissingAccepted:
+    """#8 A missing version reads as a "zero" version, and a snapshot does not create one.
+
+    A filler that snapshotted "missing" before an invalidate can store after the version
+    state is lost again, because "missing" then matches its expectation.
+    """
+
+    def __init__(self, inner: GenStore) -> None:
+        self.inner = inner
+
+    def snapshot(self, key: str) -> Version:
+        return self.current(key)
+
+    def snapshot_many(self, keys: Sequence[str]) -> list[Version]:
+        return [self.current(key) for key in keys]
+
+    def current(self, key: str) -> Version:
+        fence = self.inner.current(key)
+        return ZERO if fence is None else fence
+
+    def current_many(self, keys: Sequence[str]) -> list[Version | None]:
+        return [self.current(key) for key in keys]
+
+    def advance(self, key: str) -> Version:
+        return self.inner.advance(key)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def integer_generations(options: Options[Row]) -> Core[Row]:
+    """Wire #7 over the topology's own version store."""
+    assert options.gen_store is not None
+    return Core(replace(options, gen_store=IntegerGenerations(options.gen_store)))
+
+
+def missing_accepted(options: Options[Row]) -> Core[Row]:
+    """Wire #8 over the topology's own version store."""
+    assert options.gen_store is not None
+    return Core(replace(options, gen_store=MissingAccepted(options.gen_store)))
+
+
+# -- #9, #10: batches -------------------------------------------------------------------
+
+
+class FirstMemberOnly(Core[V]):
+    """#9 ``get_many`` validates only the first member of a batch entry."""
+
+    def servable(
+        self, members: Sequence[Member], fences: Sequence[Version | None]
+    ) -> list[tuple[V] | None]:
+        verdicts = super().servable(members, fences)
+        if not verdicts or verdicts[0] is None:
+            return verdicts
+        rest: list[tuple[V] | None] = [(self.codec.decode(m.payload),) for m in members[1:]]
+        return [verdicts[0], *rest]
+
+
+class SeedsFreshSnapshot(Core[V]):
+    """#10 The batch write seeds singles under a fresh snapshot, not the observed version."""
+
+    def seed_after_write(
+        self, cks: Sequence[CacheKey], members: Sequence[Member], ttl: float | None
+    ) -> Step[int]:
+        seeded = 0
+        for ck, member in zip(cks, members, strict=True):
+            fresh = yield from perform(
+                self.versions("snapshot", [ck.version], lambda v=ck.version: self.gens.snapshot(v))
+            )
+            frame = encode_single(fresh, member.payload)
+            outcome = yield from self.write_single("set_if_versions", ck, frame, fresh, ttl)
+            seeded += outcome is WriteOutcome.STORED
+        return seeded
+
+
+# -- the catalogue ----------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Variant:
-    """A zoo entry: its DESIGN §6 number, name, protocol core and the properties that catch it."""
+    """A zoo entry: its DESIGN §6 number, name, wiring and the properties that catch it."""
 
     number: int
     name: str
     core: CoreFactory
     caught_by: tuple[str, ...]
     topologies: tuple[str, ...]
+    summary: str
 
 
 ALL = ("local", "shared-versions", "redis")
 GENERIC = ("local", "shared-versions")
-"""Topologies whose single-key writes take the generic check-then-write path."""
+"""Topologies whose single-key steps take the generic two-store path."""
+STALE = ("FRESH", "state invariant")
+"""A stale value served, or stored so that it would be."""
 
 VARIANTS = {
     v.name: v
     for v in (
-        Variant(1, "cache-aside", CacheAside, ("FRESH", "state invariant"), ALL),
+        Variant(1, "cache-aside", CacheAside, STALE, ALL, "delete, then unconditional set"),
         Variant(
-            3, "stamps-current-fence", StampsCurrentFence, ("FRESH", "state invariant"), GENERIC
+            2,
+            "delete-without-advance",
+            DeleteWithoutAdvance,
+            STALE,
+            ALL,
+            "invalidate deletes but does not advance the version",
         ),
-        Variant(12, "no-compare", NoCompare, ("write contract",), GENERIC),
+        Variant(
+            3,
+            "stamps-current-fence",
+            StampsCurrentFence,
+            STALE,
+            GENERIC,
+            "the generic write stamps the current fence instead of the snapshot",
+        ),
+        Variant(
+            4,
+            "write-creates-fence",
+            creating_writer,
+            (*STALE, "write contract"),
+            ("redis",),
+            "the Lua write creates a missing version key instead of rejecting",
+        ),
+        Variant(
+            5,
+            "delete-then-advance-unchecked",
+            DeleteThenAdvanceIgnoringFailure,
+            STALE,
+            GENERIC,
+            "invalidate deletes, then advances, and succeeds if the advance fails",
+        ),
+        Variant(
+            6,
+            "fire-and-forget",
+            FireAndForget,
+            STALE,
+            ALL,
+            "invalidate returns before it is applied",
+        ),
+        Variant(
+            7,
+            "integer-generations",
+            integer_generations,
+            STALE,
+            GENERIC,
+            "integer generations that restart at zero after version loss",
+        ),
+        Variant(
+            8,
+            "missing-snapshot-accepted",
+            missing_accepted,
+            (*STALE, "write contract"),
+            GENERIC,
+            'a "missing" snapshot accepted as a write expectation after version loss',
+        ),
+        Variant(
+            9,
+            "first-member-only",
+            FirstMemberOnly,
+            STALE,
+            ALL,
+            "get_many validates only the first member of a batch entry",
+        ),
+        Variant(
+            10,
+            "seeds-fresh-snapshot",
+            SeedsFreshSnapshot,
+            STALE,
+            ALL,
+            "the batch write seeds singles with a fresh snapshot",
+        ),
+        Variant(
+            12,
+            "no-compare",
+            NoCompare,
+            ("write contract",),
+            GENERIC,
+            "set_if_version without the compare, still stamping the observed fence",
+        ),
     )
 }
+"""Variant #11 (per-node local version stores) is a topology: ``per-node-local-versions``."""

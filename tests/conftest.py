@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import fakeredis
 import pytest
 import redis
 import redis.cluster
 
+import cascache
+import cascache.redis
+from cascache.cache import CAS
+from cascache.codec import JsonCodec
+from cascache.genstore import GenStore, LocalGenStore
+from cascache.keys import KeySpace
+from cascache.memory import MemoryProvider
 from tests.servers import RedisCluster, RedisServer, find_server_binary
 
 REQUIRE_ENV = "CASCACHE_REQUIRE_REDIS"
@@ -94,3 +101,118 @@ def any_redis(request: pytest.FixtureRequest) -> AnyRedis:
     """The same test on fakeredis, the real server and the cluster."""
     client: AnyRedis = request.getfixturevalue(_BACKENDS[request.param])
     return client
+
+
+# -- cache topologies (DESIGN §2) ----------------------------------------------------------
+
+TOPOLOGIES = (
+    "local",
+    "shared-versions-fake",
+    "shared-versions-real",
+    "shared-versions-cluster",
+    "redis-fake",
+    "redis-real",
+    "redis-cluster",
+)
+"""Every topology the public API suite runs on: ``<kind>[-<redis backend>]``."""
+
+DEFAULT_NAMESPACE = "t"
+
+
+class Topology:
+    """Builds caches of one topology; calling it is ``make(node=0, **overrides)``.
+
+    Caches built for the same ``node`` share every store. Caches of different nodes share
+    what the topology shares: nothing (``local``), the Redis version store
+    (``shared-versions``: each node keeps its own ``MemoryProvider``), or everything
+    (``redis``). ``overrides`` are passed to ``cascache.Options`` (``cascache.redis.Options``
+    for ``redis``), with ``namespace="t"`` and ``codec=JsonCodec()`` by default; a
+    ``provider`` or ``gen_store`` override replaces that node's store for that cache only.
+
+    Attributes:
+        name: the topology id, for example ``"shared-versions-real"``.
+        kind: ``"local"``, ``"shared-versions"`` or ``"redis"``.
+        backend: ``"fake"``, ``"real"`` or ``"cluster"``; ``None`` for ``local``.
+        shared: whether nodes share versions (a node sees another node's invalidate).
+        client: the Redis client (``None`` for ``local``).
+    """
+
+    def __init__(self, name: str, client: AnyRedis | None) -> None:
+        self.name = name
+        kind, _, backend = name.rpartition("-") if client is not None else (name, "", "")
+        self.kind = kind
+        self.backend: str | None = backend or None
+        self.shared = kind != "local"
+        self.client = client
+        self.caches: list[CAS[Any]] = []
+        self._providers: dict[int, MemoryProvider] = {}
+        self._local_gens: dict[int, GenStore] = {}
+
+    def __repr__(self) -> str:
+        return f"Topology({self.name})"
+
+    @property
+    def redis(self) -> AnyRedis:
+        """The Redis client; only for topologies that have one."""
+        assert self.client is not None, f"{self.name} has no Redis"
+        return self.client
+
+    def __call__(self, node: int = 0, **overrides: Any) -> CAS[Any]:
+        overrides.setdefault("namespace", DEFAULT_NAMESPACE)
+        overrides.setdefault("codec", JsonCodec())
+        cache: CAS[Any]
+        if self.kind == "redis":
+            overrides.setdefault("client", self.client)
+            cache = cascache.redis.new(cascache.redis.Options(**overrides))
+        else:
+            overrides.setdefault("provider", self.provider(node))
+            own_versions = "gen_store" not in overrides
+            if self.kind == "shared-versions":
+                overrides.setdefault("gen_store", cascache.redis.new_gen_store(self.redis))
+            elif node in self._local_gens:
+                overrides.setdefault("gen_store", self._local_gens[node])
+            cache = cascache.new(cascache.Options(**overrides))
+            if self.kind == "local" and own_versions:
+                self._local_gens.setdefault(node, cache.core.gens)
+        self.caches.append(cache)
+        return cache
+
+    def provider(self, node: int = 0) -> MemoryProvider:
+        """The value store of ``node`` (non-redis topologies)."""
+        assert self.kind != "redis", "redis keeps values in Redis"
+        return self._providers.setdefault(node, MemoryProvider())
+
+    def versions(self, node: int = 0) -> GenStore:
+        """The version store a cache of ``node`` uses by default."""
+        if self.kind == "local":
+            return self._local_gens.setdefault(node, LocalGenStore())
+        return cascache.redis.new_gen_store(self.redis)
+
+    def lose_version(self, key: str, namespace: str = DEFAULT_NAMESPACE) -> None:
+        """Drop the version state of ``key`` everywhere, as eviction or expiry would."""
+        name = KeySpace(namespace).single(key).version
+        if self.kind == "local":
+            for gens in self._local_gens.values():
+                assert isinstance(gens, LocalGenStore)
+                gens.forget(name)
+        else:
+            self.redis.delete(name)
+
+    def close(self) -> None:
+        """Close every cache built (none of them owns the Redis client)."""
+        for cache in self.caches:
+            cache.close()
+
+
+@pytest.fixture(params=TOPOLOGIES)
+def topology(request: pytest.FixtureRequest) -> Iterator[Topology]:
+    """A cache factory for each topology; real and cluster variants use the session servers."""
+    name: str = request.param
+    client: AnyRedis | None = None
+    if name != "local":
+        client = request.getfixturevalue(_BACKENDS[name.rpartition("-")[2]])
+    factory = Topology(name, client)
+    try:
+        yield factory
+    finally:
+        factory.close()

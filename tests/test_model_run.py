@@ -13,8 +13,8 @@ from model.zoo import VARIANTS
 from tests.servers import RedisServer
 
 PASSING_EXAMPLES = 150
-CATCH_EXAMPLES = 1500
-SHRINK_SECONDS = 15.0
+CATCH_EXAMPLES = 3000
+SHRINK_SECONDS = 5.0
 
 CORRECT = [
     Target("local"),

@@ -1,0 +1,264 @@
+"""Effects and their drivers: ``drive`` (run at once) and ``Process`` (one effect per step)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cascache.effects import Effect, Process, Step, drive, perform
+
+
+class Boom(Exception):
+    pass
+
+
+class Store:
+    """A tiny store whose every operation is logged, so tests see what actually ran."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, int] = {}
+        self.log: list[str] = []
+
+    def put(self, key: str, value: int) -> Effect[None]:
+        def run() -> None:
+            self.log.append(f"put {key}={value}")
+            self.data[key] = value
+
+        return Effect("values", "put", (key,), run)
+
+    def get(self, key: str) -> Effect[int | None]:
+        def run() -> int | None:
+            self.log.append(f"get {key}")
+            return self.data.get(key)
+
+        return Effect("values", "get", (key,), run)
+
+    def broken(self, key: str) -> Effect[int]:
+        def run() -> int:
+            self.log.append(f"broken {key}")
+            raise Boom(key)
+
+        return Effect("values", "broken", (key,), run)
+
+
+def copy(store: Store, src: str, dst: str) -> Step[int | None]:
+    """get src, put dst, return the value copied."""
+    value = yield from perform(store.get(src))
+    if value is not None:
+        yield from perform(store.put(dst, value))
+    return value
+
+
+def tolerant(store: Store) -> Step[str]:
+    """Catches a failing effect and carries on."""
+    try:
+        yield from perform(store.broken("x"))
+    except Boom as exc:
+        yield from perform(store.put("recovered", 1))
+        return f"caught {exc}"
+    return "no error"
+
+
+def no_effects() -> Step[int]:
+    return 42
+    yield  # pragma: no cover - makes this a generator
+
+
+def fails_at_once() -> Step[int]:
+    raise Boom("before any effect")
+    yield  # pragma: no cover
+
+
+# -- drive ------------------------------------------------------------------------------------
+
+
+def test_drive_runs_effects_in_order_and_returns() -> None:
+    store = Store()
+    store.data["a"] = 7
+    assert drive(copy(store, "a", "b")) == 7
+    assert store.log == ["get a", "put b=7"]
+    assert store.data["b"] == 7
+
+
+def test_drive_sends_results_back() -> None:
+    store = Store()
+    assert drive(copy(store, "missing", "b")) is None
+    assert store.log == ["get missing"]
+    assert "b" not in store.data
+
+
+def test_drive_throws_effect_errors_into_the_operation() -> None:
+    store = Store()
+    assert drive(tolerant(store)) == "caught x"
+    assert store.log == ["broken x", "put recovered=1"]
+
+
+def test_drive_propagates_uncaught_errors() -> None:
+    store = Store()
+
+    def op() -> Step[int]:
+        yield from perform(store.broken("y"))
+        yield from perform(store.put("never", 1))
+        return 1
+
+    with pytest.raises(Boom, match="y"):
+        drive(op())
+    assert store.log == ["broken y"]
+
+
+def test_drive_without_effects() -> None:
+    assert drive(no_effects()) == 42
+    with pytest.raises(Boom):
+        drive(fails_at_once())
+
+
+def test_effect_fields() -> None:
+    store = Store()
+    effect = store.get("k")
+    assert (effect.target, effect.op, effect.keys) == ("values", "get", ("k",))
+    assert "run" not in repr(effect)
+    with pytest.raises(AttributeError):
+        effect.op = "other"  # type: ignore[misc]
+
+
+# -- Process ----------------------------------------------------------------------------------
+
+
+def test_process_runs_nothing_until_stepped() -> None:
+    store = Store()
+    store.data["a"] = 3
+    process = Process(copy(store, "a", "b"))
+    assert store.log == []
+    assert not process.done
+    assert process.pending is not None
+    assert (process.pending.op, process.pending.keys) == ("get", ("a",))
+
+
+def test_process_steps_one_effect_at_a_time() -> None:
+    store = Store()
+    store.data["a"] = 3
+    process = Process(copy(store, "a", "b"))
+    assert process.step() == 3
+    assert store.log == ["get a"]
+    assert process.pending is not None
+    assert process.pending.op == "put"
+    assert not process.done
+    assert process.step() is None
+    assert store.log == ["get a", "put b=3"]
+    assert process.done
+    assert process.pending is None
+    assert process.error is None
+    assert process.result == 3
+
+
+def test_interleaving_two_processes() -> None:
+    store = Store()
+    store.data["a"] = 1
+    first = Process(copy(store, "a", "b"))
+    second = Process(copy(store, "b", "c"))
+    first.step()  # get a
+    second.step()  # get b: not there yet
+    first.step()  # put b
+    assert second.done
+    assert second.result is None
+    assert first.result == 1
+    assert store.log == ["get a", "get b", "put b=1"]
+
+
+def test_step_fail_not_applied() -> None:
+    store = Store()
+    store.data["a"] = 5
+    process = Process(copy(store, "a", "b"))
+    process.step()
+    boom = Boom("timeout")
+    assert process.step(fail=boom) is boom
+    assert store.log == ["get a"]  # the put never happened
+    assert "b" not in store.data
+    assert process.done
+    assert process.error is boom
+    with pytest.raises(Boom, match="timeout"):
+        process.result  # noqa: B018
+
+
+def test_step_fail_applied() -> None:
+    store = Store()
+    store.data["a"] = 5
+    process = Process(copy(store, "a", "b"))
+    process.step()
+    boom = Boom("reply lost")
+    assert process.step(fail=boom, applied=True) is boom
+    # The side effect happened, but the operation saw the error.
+    assert store.log == ["get a", "put b=5"]
+    assert store.data["b"] == 5
+    assert process.error is boom
+
+
+def test_step_fail_can_be_caught_by_the_operation() -> None:
+    store = Store()
+    process = Process(tolerant(store))
+    boom = Boom("injected")
+    process.step(fail=boom)
+    assert store.log == []  # the broken effect was not run at all
+    process.step()
+    assert process.result == "caught injected"
+    assert store.log == ["put recovered=1"]
+
+
+def test_step_fail_applied_swallows_the_effects_own_error() -> None:
+    store = Store()
+    process = Process(tolerant(store))
+    injected = Boom("injected")
+    process.step(fail=injected, applied=True)
+    process.step()
+    assert process.result == "caught injected"
+    assert store.log == ["broken x", "put recovered=1"]
+
+
+def test_step_returns_the_effects_own_error() -> None:
+    store = Store()
+    process = Process(tolerant(store))
+    seen = process.step()
+    assert isinstance(seen, Boom)
+    assert str(seen) == "x"
+    process.step()
+    assert process.result == "caught x"
+
+
+def test_result_while_running_raises() -> None:
+    process = Process(copy(Store(), "a", "b"))
+    with pytest.raises(RuntimeError, match="still running"):
+        process.result  # noqa: B018
+
+
+def test_stepping_a_done_process_raises() -> None:
+    process = Process(copy(Store(), "a", "b"))
+    process.step()
+    assert process.done
+    with pytest.raises(RuntimeError, match="no pending effect"):
+        process.step()
+    with pytest.raises(RuntimeError, match="no pending effect"):
+        process.step(fail=Boom("x"))
+
+
+def test_process_without_effects() -> None:
+    process = Process(no_effects())
+    assert process.done
+    assert process.result == 42
+    failed = Process(fails_at_once())
+    assert failed.done
+    assert isinstance(failed.error, Boom)
+    with pytest.raises(Boom):
+        failed.result  # noqa: B018
+
+
+def test_drive_and_process_agree() -> None:
+    driven = Store()
+    driven.data["a"] = 9
+    stepped = Store()
+    stepped.data["a"] = 9
+    result = drive(copy(driven, "a", "b"))
+    process = Process(copy(stepped, "a", "b"))
+    while not process.done:
+        process.step()
+    assert process.result == result
+    assert stepped.log == driven.log
+    assert stepped.data == driven.data

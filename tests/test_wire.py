@@ -1,0 +1,199 @@
+"""The wire format: strict round trips, and every malformed frame is a ``WireError``."""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+import zlib
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cascache.errors import WireError
+from cascache.fence import FENCE_SIZE, Version
+from cascache.wire import (
+    FORMAT,
+    KIND_BATCH,
+    KIND_SINGLE,
+    MAGIC,
+    Member,
+    decode_batch,
+    decode_single,
+    encode_batch,
+    encode_single,
+)
+
+fences = st.binary(min_size=FENCE_SIZE, max_size=FENCE_SIZE).map(Version)
+payloads = st.binary(max_size=200)
+members = st.builds(Member, st.text(max_size=20), fences, payloads)
+
+FENCE = Version(bytes(range(16)))
+OTHER = Version(bytes(range(16, 32)))
+
+
+def seal(body: bytes) -> bytes:
+    """A frame body with a correct CRC, so tests reach the checks behind the checksum."""
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+def u32(n: int) -> bytes:
+    return struct.pack(">I", n)
+
+
+def header(kind: int, magic: bytes = MAGIC, fmt: int = FORMAT) -> bytes:
+    return magic + bytes([fmt, kind])
+
+
+SINGLE = encode_single(FENCE, b'{"price": 10}')
+BATCH = encode_batch([Member("a", FENCE, b"1"), Member("bé", OTHER, b"")])
+
+
+# -- round trips ------------------------------------------------------------------------------
+
+
+@given(fences, payloads)
+def test_single_round_trip(fence: Version, payload: bytes) -> None:
+    assert decode_single(encode_single(fence, payload)) == (fence, payload)
+
+
+@given(st.lists(members, max_size=8))
+def test_batch_round_trip(batch: list[Member]) -> None:
+    assert decode_batch(encode_batch(batch)) == batch
+
+
+def test_single_layout() -> None:
+    frame = encode_single(FENCE, b"ab")
+    body = header(KIND_SINGLE) + FENCE.to_bytes() + u32(2) + b"ab"
+    assert frame == seal(body)
+    assert frame.startswith(b"CASC\x01\x01")
+
+
+def test_batch_layout() -> None:
+    frame = encode_batch([Member("k", FENCE, b"v")])
+    body = header(KIND_BATCH) + u32(1) + u32(1) + b"k" + FENCE.to_bytes() + u32(1) + b"v"
+    assert frame == seal(body)
+
+
+def test_decode_accepts_bytes_like() -> None:
+    assert decode_single(bytearray(SINGLE)) == decode_single(SINGLE)  # type: ignore[arg-type]
+    assert decode_single(memoryview(SINGLE)) == decode_single(SINGLE)  # type: ignore[arg-type]
+    assert decode_batch(bytearray(BATCH)) == decode_batch(BATCH)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("data", ["CASC", None, 12, [1, 2]])
+def test_decode_refuses_non_bytes(data: object) -> None:
+    with pytest.raises(WireError, match="a frame is bytes"):
+        decode_single(data)  # type: ignore[arg-type]
+    with pytest.raises(WireError, match="a frame is bytes"):
+        decode_batch(data)  # type: ignore[arg-type]
+
+
+# -- corruption ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("frame", "decode"), [(SINGLE, decode_single), (BATCH, decode_batch)], ids=["single", "batch"]
+)
+def test_every_truncation_is_refused(frame: bytes, decode: Callable[[bytes], object]) -> None:
+    for end in range(len(frame)):
+        with pytest.raises(WireError):
+            decode(frame[:end])
+
+
+@pytest.mark.parametrize(
+    ("frame", "decode"), [(SINGLE, decode_single), (BATCH, decode_batch)], ids=["single", "batch"]
+)
+def test_every_single_bit_flip_is_refused(frame: bytes, decode: Callable[[bytes], object]) -> None:
+    for i in range(len(frame)):
+        for bit in range(8):
+            flipped = bytearray(frame)
+            flipped[i] ^= 1 << bit
+            with pytest.raises(WireError):
+                decode(bytes(flipped))
+
+
+def test_a_flipped_digit_that_still_parses_is_caught_by_the_checksum() -> None:
+    frame = bytearray(SINGLE)
+    i = frame.index(b"10")
+    frame[i] = ord("9")  # still valid JSON, a different price
+    with pytest.raises(WireError, match="checksum"):
+        decode_single(bytes(frame))
+
+
+@given(st.binary(max_size=120))
+def test_arbitrary_bytes_raise_only_wire_error(data: bytes) -> None:
+    for decode in (decode_single, decode_batch):
+        with contextlib.suppress(WireError):
+            decode(data)
+
+
+@given(st.binary(max_size=60))
+def test_arbitrary_sealed_bodies_raise_only_wire_error(body: bytes) -> None:
+    for prefix in (header(KIND_SINGLE), header(KIND_BATCH)):
+        for decode in (decode_single, decode_batch):
+            with contextlib.suppress(WireError):
+                decode(seal(prefix + body))
+
+
+def test_trailing_bytes_are_refused() -> None:
+    with pytest.raises(WireError):
+        decode_single(SINGLE + b"\0")
+    single_body = SINGLE[:-4]
+    with pytest.raises(WireError, match="1 trailing bytes"):
+        decode_single(seal(single_body + b"x"))
+    with pytest.raises(WireError, match="3 trailing bytes"):
+        decode_batch(seal(BATCH[:-4] + b"xyz"))
+
+
+def test_wrong_kind_is_refused() -> None:
+    with pytest.raises(WireError, match="expected frame kind 1, found 2"):
+        decode_single(BATCH)
+    with pytest.raises(WireError, match="expected frame kind 2, found 1"):
+        decode_batch(SINGLE)
+    with pytest.raises(WireError, match="found 7"):
+        decode_single(seal(header(7) + SINGLE[6:-4]))
+
+
+def test_wrong_magic_is_refused() -> None:
+    with pytest.raises(WireError, match="not a cascache frame"):
+        decode_single(seal(header(KIND_SINGLE, magic=b"CASD") + SINGLE[6:-4]))
+    with pytest.raises(WireError, match="not a cascache frame"):
+        decode_batch(seal(header(KIND_BATCH, magic=b"\0\0\0\0") + BATCH[6:-4]))
+
+
+@pytest.mark.parametrize("fmt", [0, 2, 255])
+def test_wrong_format_is_refused(fmt: int) -> None:
+    with pytest.raises(WireError, match=f"unsupported frame format {fmt}"):
+        decode_single(seal(header(KIND_SINGLE, fmt=fmt) + SINGLE[6:-4]))
+
+
+@pytest.mark.parametrize("count", [2**32 - 1, 2**31, 10_000, 3])
+def test_huge_member_counts_are_refused(count: int) -> None:
+    body = header(KIND_BATCH) + u32(count) + u32(1) + b"k" + FENCE.to_bytes() + u32(0)
+    with pytest.raises(WireError, match=r"does not fit|truncated"):
+        decode_batch(seal(body))
+
+
+def test_huge_lengths_are_refused() -> None:
+    with pytest.raises(WireError, match="truncated frame: payload"):
+        decode_single(seal(header(KIND_SINGLE) + FENCE.to_bytes() + u32(2**32 - 1) + b"x"))
+    body = header(KIND_BATCH) + u32(1) + u32(2**32 - 1) + b"k" + b"\0" * 24
+    with pytest.raises(WireError, match="truncated frame: key"):
+        decode_batch(seal(body))
+
+
+def test_short_fence_is_refused() -> None:
+    with pytest.raises(WireError, match="fence"):
+        decode_single(seal(header(KIND_SINGLE) + b"\0" * 10))
+
+
+def test_non_utf8_member_key_is_refused() -> None:
+    body = header(KIND_BATCH) + u32(1) + u32(1) + b"\xff" + FENCE.to_bytes() + u32(0)
+    with pytest.raises(WireError, match="UTF-8"):
+        decode_batch(seal(body))
+
+
+def test_empty_batch() -> None:
+    assert decode_batch(encode_batch([])) == []
