@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from cascache.batch import Core
-from cascache.effects import Step, perform
+from cascache.effects import Effect, Step, perform
 from cascache.fence import FENCE_SIZE, Version
 from cascache.genstore import GenStore, LocalGenStore
 from cascache.keys import CacheKey
@@ -293,14 +293,15 @@ class FirstMemberOnly(Core[V]):
 class SeedsFreshSnapshot(Core[V]):
     """#10 The batch write seeds singles under a fresh snapshot, not the observed version."""
 
+    def snapshot_effect(self, name: str) -> Effect[Version]:
+        return self.versions("snapshot", [name], lambda: self.gens.snapshot(name))
+
     def seed_after_write(
         self, cks: Sequence[CacheKey], members: Sequence[Member], ttl: float | None
     ) -> Step[int]:
         seeded = 0
         for ck, member in zip(cks, members, strict=True):
-            fresh = yield from perform(
-                self.versions("snapshot", [ck.version], lambda v=ck.version: self.gens.snapshot(v))
-            )
+            fresh = yield from perform(self.snapshot_effect(ck.version))
             frame = encode_single(fresh, member.payload)
             outcome = yield from self.write_single("set_if_versions", ck, frame, fresh, ttl)
             seeded += outcome is WriteOutcome.STORED
