@@ -46,7 +46,7 @@ from cascache.hooks import Hooks, call_hook
 from cascache.keys import CacheKey, KeySpace, check_key
 from cascache.mutator import KeyInvalidator, KeyReader, KeyWriter
 from cascache.options import TTL, Options, ttl_seconds, validate
-from cascache.provider import ManyProvider, Provider
+from cascache.provider import BulkDeleteProvider, ManyProvider, Provider
 from cascache.results import Hit, WriteOutcome, WriteResult
 from cascache.wire import decode_single, encode_single
 
@@ -249,12 +249,17 @@ class SingleCore(Generic[V]):
         else:
             pairs = yield from self.read_frames_then_fences(op, cks)
         found: dict[str, V] = {}
+        dropped: list[tuple[CacheKey, str]] = []
         for ck, (frame, current) in zip(cks, pairs, strict=True):
             if frame is None:
                 continue
-            hit = yield from self.accept(op, ck, frame, current)
+            hit, reason = self.judge(op, ck, frame, current)
             if hit is not None:
                 found[ck.key] = hit.value
+            elif reason is not None:
+                dropped.append((ck, reason))
+        if dropped:
+            yield from self.drop_many(op, dropped)
         return found
 
     def read_frames_then_fences(
@@ -302,29 +307,31 @@ class SingleCore(Generic[V]):
     def accept(
         self, op: str, ck: CacheKey, frame: bytes, current: Version | None
     ) -> Step[Hit[V] | None]:
-        """Serve ``frame`` only if well-formed, stamped with ``current`` and guard-approved.
+        """Serve ``frame`` only if :meth:`judge` says so; otherwise drop the entry and miss."""
+        hit, reason = self.judge(op, ck, frame, current)
+        if reason is not None:
+            yield from self.drop(op, ck.key, ck.value, reason)
+        return hit
 
-        Anything else drops the entry and misses.
-        """
+    def judge(
+        self, op: str, ck: CacheKey, frame: bytes, current: Version | None
+    ) -> tuple[Hit[V] | None, str | None]:
+        """The value, if ``frame`` is well-formed, stamped with ``current`` and guard-approved;
+        else why the entry must be dropped."""
         try:
             stamp, payload = decode_single(frame)
         except WireError as exc:
-            yield from self.drop(op, ck.key, ck.value, f"corrupt entry: {exc}")
-            return None
+            return None, f"corrupt entry: {exc}"
         if current is None or stamp != current:
-            reason = "version lost" if current is None else "stale version"
-            yield from self.drop(op, ck.key, ck.value, reason)
-            return None
+            return None, "version lost" if current is None else "stale version"
         try:
             value = self.codec.decode(payload)
         except CodecError as exc:
-            yield from self.drop(op, ck.key, ck.value, f"undecodable value: {exc}")
-            return None
+            return None, f"undecodable value: {exc}"
         guard = self.options.read_guard
         if guard is not None and not self.run_guard(op, ck.key, guard, value):
-            yield from self.drop(op, ck.key, ck.value, "rejected by read_guard")
-            return None
-        return Hit(value)
+            return None, "rejected by read_guard"
+        return Hit(value), None
 
     def run_guard(self, op: str, key: str, guard: Callable[[str, V], bool], value: V) -> bool:
         """Call a read guard; its own exceptions become an ``OpError`` naming the key."""
@@ -342,6 +349,24 @@ class SingleCore(Generic[V]):
         except Exception as exc:
             call_hook(self.hooks.cleanup_error, op, key, exc)
         call_hook(self.hooks.self_healed, op, key, reason)
+
+    def drop_many(self, op: str, dropped: Sequence[tuple[CacheKey, str]]) -> Step[None]:
+        """Delete several unservable entries in one value-store interaction."""
+        names = [ck.value for ck, _ in dropped]
+        provider = self.provider
+        try:
+            if isinstance(provider, BulkDeleteProvider):
+                yield from perform(
+                    self.values("delete_many", names, lambda: provider.delete_many(names))
+                )
+            else:
+                yield from perform(
+                    self.values("delete_many", names, lambda: delete_each(provider, names))
+                )
+        except Exception as exc:
+            call_hook(self.hooks.cleanup_error, op, join_keys(ck.key for ck, _ in dropped), exc)
+        for ck, reason in dropped:
+            call_hook(self.hooks.self_healed, op, ck.key, reason)
 
     def write_single(
         self, op: str, ck: CacheKey, frame: bytes, version: Version, ttl: float | None
@@ -406,6 +431,12 @@ class SingleCore(Generic[V]):
     def ttl(self, op: str, ttl: TTL | None) -> float | None:
         """Normalise a per-call TTL (seconds or ``timedelta``); ``None`` means the default."""
         return ttl_seconds(f"{op} ttl", ttl)
+
+
+def delete_each(provider: Provider, names: Sequence[str]) -> None:
+    """Delete keys one by one, for providers without ``delete_many``."""
+    for name in names:
+        provider.delete(name)
 
 
 def check_version(op: str, key: str, version: object) -> Version:

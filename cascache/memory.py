@@ -138,6 +138,15 @@ class MemoryProvider:
             self._begin()
             self._remove(key)
 
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Remove every key in ``keys`` that is present, under one lock."""
+        for key in keys:
+            _check_key(key)
+        with self._lock:
+            self._begin()
+            for key in keys:
+                self._remove(key)
+
     def close(self) -> None:
         """Drop every entry. Idempotent; afterwards every other method raises."""
         with self._lock:

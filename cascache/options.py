@@ -104,6 +104,24 @@ def validate(options: Options[V]) -> None:
         raise ConfigError(f"cascache.new takes an Options, got {type(options).__name__}")
     if not isinstance(options.namespace, str) or not options.namespace:
         raise ConfigError(f"Options.namespace must be a non-empty str, got {options.namespace!r}")
+    for name in ("provider", "codec", "gen_store", "key_reader", "key_writer", "key_invalidator"):
+        part = getattr(options, name)
+        # A runtime-checkable protocol accepts the class itself; only instances work.
+        if isinstance(part, type):
+            raise ConfigError(
+                f"Options.{name} must be an instance, got the class {part.__name__}: "
+                f"write {part.__name__}(...)"
+            )
+    for name in ("disabled", "disable_batch"):
+        if not isinstance(getattr(options, name), bool):
+            raise ConfigError(
+                f"Options.{name} must be True or False, got {getattr(options, name)!r}"
+            )
+    if options.hooks is not None and not isinstance(options.hooks, Hooks):
+        raise ConfigError(
+            "Options.hooks must be a cascache.Hooks (subclass it), "
+            f"got {type(options.hooks).__name__}"
+        )
     if options.provider is None or not isinstance(options.provider, Provider):
         raise ConfigError(
             "Options.provider is required and must implement get, set, delete and close"

@@ -47,6 +47,15 @@ class ManyProvider(Provider, Protocol):
 
 
 @runtime_checkable
+class BulkDeleteProvider(Provider, Protocol):
+    """A provider that deletes several keys in one interaction (one round trip)."""
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Remove every key in ``keys`` that is present."""
+        ...
+
+
+@runtime_checkable
 class AddProvider(Provider, Protocol):
     """A provider that can store a key only if it is absent, in one atomic step.
 

@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from model.oracle import Row
+from .oracle import Row
 
 
 @dataclass

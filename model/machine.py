@@ -39,9 +39,10 @@ from cascache.errors import WireError
 from cascache.fence import Version
 from cascache.results import BatchWriteResult, Hit, VersionedValue, WriteResult
 from cascache.wire import decode_batch, decode_single
-from model.history import History, Op, Violation
-from model.oracle import ROW_CODEC, Database, Row
-from model.topology import CoreFactory, Topology
+
+from .history import History, Op, Violation
+from .oracle import ROW_CODEC, Database, Row
+from .topology import CoreFactory, Topology
 
 KEYS = ("a", "b", "c")
 MAX_PROCS = 4

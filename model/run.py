@@ -18,8 +18,9 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis.stateful import get_state_machine_test
 
 from cascache.batch import Core
-from model.machine import FAULTS, ModelFailure, machine_for
-from model.topology import (
+
+from .machine import FAULTS, ModelFailure, machine_for
+from .topology import (
     AllInRedis,
     Connect,
     CoreFactory,
@@ -28,10 +29,11 @@ from model.topology import (
     SharedVersions,
     Topology,
 )
-from model.zoo import VARIANTS, Variant
+from .zoo import VARIANTS, Variant
 
 if TYPE_CHECKING:
     import redis
+    import redis.cluster
 
 TOPOLOGIES: dict[str, tuple[bool, frozenset[str]]] = {
     # name: (needs Redis, faults the topology is expected to survive)
@@ -80,7 +82,7 @@ class Result:
         return (self.failure is not None) == self.expected_to_fail
 
 
-def fake_redis() -> redis.Redis:
+def fake_redis() -> redis.Redis | redis.cluster.RedisCluster:
     """A client on a brand-new fakeredis server (one per example: Lua state is per server)."""
     import fakeredis
 
@@ -90,7 +92,7 @@ def fake_redis() -> redis.Redis:
 def url_client(url: str) -> Connect:
     """Connect to a real server; the model never flushes it (each example has a namespace)."""
 
-    def connect() -> redis.Redis:
+    def connect() -> redis.Redis | redis.cluster.RedisCluster:
         import redis
 
         return redis.Redis.from_url(url)

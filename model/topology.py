@@ -16,10 +16,12 @@ import cascache
 from cascache.batch import Core
 from cascache.fence import FENCE_SIZE, Version
 from cascache.keys import PREFIX, KeySpace
-from model.oracle import ROW_CODEC, Row
+
+from .oracle import ROW_CODEC, Row
 
 if TYPE_CHECKING:
     import redis
+    import redis.cluster
 
 ENTRY_TTL = 30.0
 
@@ -175,7 +177,7 @@ class PerNodeLocalVersions(Local):
             gens.clear()
 
 
-Connect = Callable[[], "redis.Redis"]
+Connect = Callable[[], "redis.Redis | redis.cluster.RedisCluster"]
 """Returns a client on an empty Redis the model may use freely (fresh fakeredis server, or
 a flushed server the test session started)."""
 

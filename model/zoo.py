@@ -23,8 +23,9 @@ from cascache.redis import RedisGenStore, RedisKeyMutator
 from cascache.redis.scripts import LuaScript, ttl_arg
 from cascache.results import WriteOutcome
 from cascache.wire import Member, decode_single, encode_single
-from model.oracle import Row
-from model.topology import CoreFactory
+
+from .oracle import Row
+from .topology import CoreFactory
 
 V = TypeVar("V")
 

@@ -1465,13 +1465,6 @@ def test_round_trips_get_many(topology: Topology) -> None:
     assert log.round_trips <= (1 + fan_out if _is_cluster(topology) else 2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="self-heal deletes are not batched: when many members' version keys are lost "
-    "(eviction, version_ttl, FLUSH of versions), get_many drops each stale single with its "
-    "own DEL (SingleCore.drop, one effect per key from read_singles), so 32 keys cost "
-    "GET + MGET + 32 DEL = 34 round trips instead of a bounded few (DESIGN 3.7/3.8)",
-)
 @pytest.mark.parametrize("topology", REDIS, indirect=True)
 def test_round_trips_get_many_after_version_loss(topology: Topology) -> None:
     cache = _warm(topology)

@@ -228,17 +228,9 @@ def test_write_seed_strings(value: str) -> None:
     assert build(batch_write_seed=value).core.write_seed is BatchWriteSeed(value)
 
 
-# -- known gaps in validation (library bugs, see the xfail reasons) ------------------------------
+# -- objects of the wrong kind ------------------------------------------------------------------
 
 
-CLASS_NOT_INSTANCE = (
-    "options.validate checks provider/codec/gen_store with isinstance against runtime_checkable "
-    "Protocols, which a *class* passes too (it has the methods as attributes): "
-    "Options(codec=JsonCodec) is accepted and every write then fails with OpError(TypeError)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=CLASS_NOT_INSTANCE)
 @pytest.mark.parametrize(
     ("field", "cls"),
     [("provider", MemoryProvider), ("codec", JsonCodec), ("gen_store", LocalGenStore)],
@@ -248,22 +240,11 @@ def test_a_class_instead_of_an_instance_is_refused(field: str, cls: type) -> Non
         build(**{field: cls})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="options.validate never checks Options.hooks: hooks=object() is accepted, and the "
-    "first event then raises AttributeError out of get(), because core looks the event up "
-    "(self.hooks.self_healed) before call_hook can swallow anything",
-)
 def test_hooks_must_be_hooks() -> None:
     with pytest.raises(ConfigError, match=r"Options\.hooks"):
         build(hooks=object())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="options.validate does not check that disabled/disable_batch are bools: "
-    'disabled="no" is truthy and silently builds a disabled cache',
-)
 @pytest.mark.parametrize("field", ["disabled", "disable_batch"])
 def test_flags_must_be_bools(field: str) -> None:
     with pytest.raises(ConfigError, match=rf"Options\.{field}"):

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cascache.redis.scripts import Client, as_bytes, check_client, is_cluster, mget, px_millis
+from cascache.redis.scripts import (
+    Client,
+    as_bytes,
+    check_client,
+    is_cluster,
+    mget,
+    pipeline,
+    px_millis,
+)
 
 
 class RedisProvider:
@@ -60,6 +68,18 @@ class RedisProvider:
     def delete(self, key: str) -> None:
         """Remove ``key`` if present (one DEL)."""
         self._client.delete(key)
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Remove several keys in one round trip (one per node on a cluster)."""
+        if not keys:
+            return
+        if is_cluster(self._client):
+            pipe = pipeline(self._client)
+            for key in keys:
+                pipe.delete(key)
+            pipe.execute()
+        else:
+            self._client.delete(*keys)
 
     def close(self) -> None:
         """Close the client if this provider owns it (``close_client=True``). Idempotent."""
