@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .machine import FAULTS
-from .run import CONTROLS, TOPOLOGIES, Result, Target, run, url_client
+from .run import CONTROLS, TOPOLOGIES, Result, Target, hunt, url_client
 from .topology import Connect
 from .zoo import VARIANTS
 
@@ -161,25 +161,22 @@ def audit(args: argparse.Namespace) -> list[Row]:
         )
         started = time.perf_counter()
         for row in rows:
-            deadline = time.perf_counter() + share
-            while time.perf_counter() < deadline and row.caught is None:
-                result = run(
-                    row.target,
-                    row.variant,
-                    examples=args.examples,
-                    steps=args.steps,
-                    seed=seed + row.rounds,
-                    faults=args.faults,
-                    connect=connects.get(row.target.backend),
-                    shrink_seconds=max(10.0, share / 2),
-                )
-                row.rounds += 1
-                row.examples += result.examples
-                row.effects += result.effects
-                row.faults += result.faults
-                row.seconds += result.seconds
-                if result.failure is not None:
-                    row.caught, row.seed = result, seed + row.rounds - 1
+            result = hunt(
+                row.target,
+                row.variant,
+                rounds=1_000_000,
+                examples=args.examples,
+                first_seed=seed,
+                deadline=time.perf_counter() + share,
+                steps=args.steps,
+                faults=args.faults,
+                connect=connects.get(row.target.backend),
+                shrink_seconds=max(10.0, share / 2),
+            )
+            row.rounds, row.examples = result.rounds, result.examples
+            row.effects, row.faults, row.seconds = result.effects, result.faults, result.seconds
+            if result.failure is not None:
+                row.caught, row.seed = result, result.seed
             mark = "caught" if row.caught else "clean"
             print(
                 f"[{time.perf_counter() - started:6.0f}s] {row.target} "

@@ -46,7 +46,7 @@ from .topology import CoreFactory, Topology
 
 KEYS = ("a", "b", "c")
 MAX_PROCS = 4
-FAULTS = frozenset({"step", "evict", "corrupt", "lose_version", "clock"})
+FAULTS = frozenset({"step", "evict", "corrupt", "lose_version", "clock", "failover"})
 """Every fault family the model knows; a machine enables a subset."""
 
 
@@ -130,6 +130,8 @@ INJECTIONS = {
     "lose_version": "lose_version",
     "lose_all_versions": "lose_version",
     "tick": "clock",
+    "replicate": "failover",
+    "failover": "failover",
 }
 """Store faults by kind, with the fault family that enables each."""
 aheads = st.integers(0, 3)
@@ -496,8 +498,19 @@ class CacheModel(RuleBasedStateMachine):
         elif kind == "lose_all_versions":
             if self._fault("lose_version", "every version lost"):
                 self.topo.lose_all_versions()
+        elif kind == "replicate":
+            if self._fault("failover", "the replica catches up"):
+                self.topo.replicate()
+        elif kind == "failover":
+            if self._fault("failover", "FAILOVER: the replica is promoted"):
+                self.topo.failover()
         elif self._fault("clock", f"clock +{5 + 26 * batch}s"):
             self.topo.clock.advance(5.0 + 26.0 * batch)
+
+    @invariant()
+    def replication_lags(self) -> None:
+        """Replicas (where a topology has one) trail the primary by one rule."""
+        self.topo.rule_done()
 
     # -- the state invariant ------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import contextlib
 import io
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hypothesis import HealthCheck, settings
@@ -26,6 +26,7 @@ from .topology import (
     CoreFactory,
     Local,
     PerNodeLocalVersions,
+    RedisFailover,
     SharedVersions,
     Topology,
 )
@@ -35,16 +36,20 @@ if TYPE_CHECKING:
     import redis
     import redis.cluster
 
+NO_REPLICA = FAULTS - {"failover"}
 TOPOLOGIES: dict[str, tuple[bool, frozenset[str]]] = {
     # name: (needs Redis, faults the topology is expected to survive)
-    "local": (False, FAULTS),
-    "shared-versions": (True, FAULTS),
-    "redis": (True, FAULTS - {"clock"}),
-    "per-node-local-versions": (False, FAULTS),
+    "local": (False, NO_REPLICA),
+    "shared-versions": (True, NO_REPLICA),
+    "redis": (True, NO_REPLICA - {"clock"}),
+    "per-node-local-versions": (False, NO_REPLICA),
+    "redis-failover": (True, NO_REPLICA - {"clock"} | {"failover"}),
+    "redis-failover-wait": (True, NO_REPLICA - {"clock"} | {"failover"}),
 }
-"""Every topology the model knows. Redis keeps its own clock, so the model cannot move it."""
+"""Every topology the model knows, with the faults it runs under. Redis keeps its own
+clock, so the model cannot move it; only the failover topologies have a replica."""
 
-CONTROLS = frozenset({"per-node-local-versions"})
+CONTROLS = frozenset({"per-node-local-versions", "redis-failover"})
 """Negative controls: expected to fail, so a passing run of one is itself a failure."""
 
 
@@ -74,7 +79,8 @@ class Result:
     caught_after: int | None = None
     reproduce: str = ""
     expected_to_fail: bool = False
-    notes: list[str] = field(default_factory=list)
+    rounds: int = 0
+    seed: int | None = None
 
     @property
     def as_expected(self) -> bool:
@@ -114,6 +120,10 @@ def build(target: Target, connect: Connect | None) -> Callable[[CoreFactory], To
         return lambda core: SharedVersions(nodes, core, redis_connect)
     if target.topology == "redis":
         return lambda core: AllInRedis(nodes, core, redis_connect)
+    if target.topology == "redis-failover":
+        return lambda core: RedisFailover(nodes, core, redis_connect)
+    if target.topology == "redis-failover-wait":
+        return lambda core: RedisFailover(nodes, core, redis_connect, wait=True)
     raise ValueError(f"unknown topology {target.topology!r}; known: {', '.join(TOPOLOGIES)}")
 
 
@@ -193,3 +203,52 @@ def run(
     result.caught_after = tally.first_failure
     result.reproduce = report.getvalue()
     return result
+
+
+def hunt(
+    target: Target,
+    variant: str | None = None,
+    *,
+    rounds: int,
+    examples: int = 200,
+    first_seed: int = 0,
+    deadline: float | None = None,
+    steps: int = 25,
+    faults: frozenset[str] | None = None,
+    connect: Connect | None = None,
+    shrink_seconds: float | None = 30.0,
+) -> Result:
+    """Run seeded rounds until one finds a violation, ``rounds`` ran, or ``deadline`` passed.
+
+    Many short rounds with different seeds explore more varied interleavings than one
+    long run, whose later examples mostly mutate its earlier ones. The result adds up
+    every round; ``seed`` in its notes is the round that found the violation.
+    """
+    total = Result(target, variant)
+    for number in range(rounds):
+        if deadline is not None and number > 0 and time.perf_counter() >= deadline:
+            break
+        seed = first_seed + number
+        found = run(
+            target,
+            variant,
+            examples=examples,
+            steps=steps,
+            seed=seed,
+            faults=faults,
+            connect=connect,
+            shrink_seconds=shrink_seconds,
+        )
+        total.expected_to_fail = found.expected_to_fail
+        total.rounds += 1
+        total.examples += found.examples
+        total.effects += found.effects
+        total.faults += found.faults
+        total.seconds += found.seconds
+        if found.failure is not None:
+            total.failure, total.reproduce = found.failure, found.reproduce
+            if found.caught_after is not None:
+                total.caught_after = total.examples - found.examples + found.caught_after
+            total.seed = seed
+            break
+    return total

@@ -7,15 +7,18 @@ contract), and fault injection (evict, corrupt, lose version state, move the clo
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import cascache
 from cascache.batch import Core
 from cascache.fence import FENCE_SIZE, Version
-from cascache.keys import PREFIX, KeySpace
+from cascache.keys import PREFIX, CacheKey, KeySpace
+from cascache.mutator import KeyInvalidator
 
 from .oracle import ROW_CODEC, Row
 
@@ -46,8 +49,6 @@ class Topology(ABC):
     """Nodes plus store views and faults. Subclasses say where values and versions live."""
 
     name: str
-    guarantees_fresh = True
-    """False for negative controls, whose whole point is to be caught."""
 
     def __init__(self, nodes: int, core: CoreFactory) -> None:
         self.clock = FakeClock()
@@ -91,6 +92,18 @@ class Topology(ABC):
     @abstractmethod
     def lose_all_versions(self) -> None:
         """Drop every key's version state (restart without persistence, FLUSHALL)."""
+
+    def replicate(self) -> None:
+        """Replication catches up (only topologies with a replica do anything)."""
+        return None
+
+    def failover(self) -> None:
+        """A replica is promoted (only topologies with a replica do anything)."""
+        return None
+
+    def rule_done(self) -> None:
+        """Called after every rule of the model (replication lag is counted in rules)."""
+        return None
 
     def close(self) -> None:
         """Release the nodes and their stores."""
@@ -150,7 +163,6 @@ class PerNodeLocalVersions(Local):
     """
 
     name = "per-node-local-versions"
-    guarantees_fresh = False
 
     def __init__(self, nodes: int, core: CoreFactory, max_versions: int = 64) -> None:
         self.node_gens = [cascache.LocalGenStore(max_keys=max_versions) for _ in range(nodes)]
@@ -282,3 +294,84 @@ class AllInRedis(_OnRedis):
 
     def evict(self, store: int, storage_key: str) -> None:
         self.client.delete(storage_key)
+
+
+class _WaitingInvalidator:
+    """The failover mitigation: after the invalidate script, wait until a replica has it.
+
+    Stands for ``WAIT 1 <timeout>`` after each invalidate: the call returns only once the
+    replica acknowledged every write up to and including the invalidate.
+    """
+
+    def __init__(self, inner: KeyInvalidator, replicate: Callable[[], None]) -> None:
+        self.inner = inner
+        self.replicate = replicate
+
+    def invalidate(self, key: CacheKey) -> None:
+        self.inner.invalidate(key)
+        self.replicate()
+
+
+class RedisFailover(AllInRedis):
+    """``cascache.redis.new`` on a primary whose replica lags, and may be promoted.
+
+    Replication is asynchronous: the replica holds the primary's state as of its last
+    sync (the ``replicate`` injection). A ``failover`` injection promotes it, so every write
+    since the last sync, acknowledged or not, is gone. Without waiting for the replica, an
+    acknowledged invalidate can be lost and an old fence becomes current again: the model
+    must catch that (a negative control). With ``wait=True`` every invalidate returns only
+    after the replica has it.
+    """
+
+    name = "redis-failover"
+
+    def __init__(
+        self, nodes: int, core: CoreFactory, connect: Connect, *, wait: bool = False
+    ) -> None:
+        self.wait = wait
+        self.syncs = itertools.count()
+        # (state, sequence number): the replica never moves back to an older sync.
+        self.replica: tuple[dict[str, tuple[bytes, int]], int] = ({}, -1)
+        self.lagging: tuple[dict[str, tuple[bytes, int]], int] | None = None
+        super().__init__(nodes, core, connect)
+        if wait:
+            self.name = "redis-failover-wait"
+
+    def options(self, node: int) -> cascache.Options[Row]:
+        options = super().options(node)
+        if not self.wait or options.key_invalidator is None:
+            return options
+        return replace(
+            options, key_invalidator=_WaitingInvalidator(options.key_invalidator, self.replicate)
+        )
+
+    def _snapshot(self) -> tuple[dict[str, tuple[bytes, int]], int]:
+        state: dict[str, tuple[bytes, int]] = {}
+        for name in self._ours("*"):
+            data = self.client.get(name)
+            ttl = self.client.pttl(name)
+            if isinstance(data, bytes) and isinstance(ttl, int) and ttl != -2:
+                state[name] = (data, ttl)
+        return state, next(self.syncs)
+
+    def _adopt(self, sync: tuple[dict[str, tuple[bytes, int]], int]) -> None:
+        if sync[1] > self.replica[1]:
+            self.replica = sync
+
+    def rule_done(self) -> None:
+        """Asynchronous replication: the replica is always one rule behind the primary."""
+        if self.lagging is not None:
+            self._adopt(self.lagging)
+        self.lagging = self._snapshot()
+
+    def replicate(self) -> None:
+        """The replica catches up with the primary now (a full sync of this example's keys)."""
+        self._adopt(self._snapshot())
+
+    def failover(self) -> None:
+        """The replica is promoted: the primary's state becomes the replica's last sync."""
+        for name in self._ours("*"):
+            self.client.delete(name)
+        for name, (data, ttl) in self.replica[0].items():
+            self.client.set(name, data, px=ttl if ttl > 0 else None)
+        self.lagging = None
