@@ -21,6 +21,7 @@ from cascache.fence import Version, new_fence
 from cascache.genstore import LocalGenStore
 from cascache.hooks import call_hook
 from cascache.keys import CacheKey, check_key
+from cascache.mutator import BatchReader
 from cascache.options import BatchReadSeed, BatchWriteSeed, Options, ttl_seconds
 from cascache.provider import AddProvider
 from cascache.results import BatchWriteResult, VersionedValue, WriteOutcome
@@ -163,8 +164,22 @@ class Core(SingleCore[V]):
         """Members served from the batch entry for ``wanted``; drops the entry unless all are."""
         self.note_local_batch()
         name = self.keys.batch(wanted)
+        cks = {key: self.keys.single(key) for key in wanted}
+        fences: dict[str, Version | None] | None = None
+        reader = self.reader
         try:
-            blob = yield from perform(self.values("get", [name], lambda: self.provider.get(name)))
+            if isinstance(reader, BatchReader):
+                # One round trip: the fences of the requested keys are known up front.
+                both = list(cks.values())
+                blob, got = yield from perform(
+                    self.both("read_batch", both, lambda: reader.read_batch(name, both))
+                )
+                if got is not None:
+                    fences = dict(zip(wanted, got, strict=True))
+            else:
+                blob = yield from perform(
+                    self.values("get", [name], lambda: self.provider.get(name))
+                )
         except Exception as exc:
             raise OpError("get_many", join_keys(wanted), exc) from exc
         if blob is None:
@@ -177,22 +192,23 @@ class Core(SingleCore[V]):
         if sorted(m.key for m in members) != sorted(wanted):
             yield from self.drop_batch(wanted, name, "batch entry holds another member set")
             return {}
-        cks = [self.keys.single(m.key) for m in members]
-        try:
-            fences = yield from self.current_many(cks)
-        except Exception as exc:
-            call_hook(self.hooks.version_snapshot_error, "get_many", join_keys(wanted), exc)
-            return {}
+        if fences is None:
+            try:
+                got = yield from self.current_many([cks[m.key] for m in members])
+            except Exception as exc:
+                call_hook(self.hooks.version_snapshot_error, "get_many", join_keys(wanted), exc)
+                return {}
+            fences = {m.key: fence for m, fence in zip(members, got, strict=True)}
         served: dict[str, V] = {}
         fresh: list[tuple[CacheKey, Member]] = []
         rejected: list[str] = []
-        verdicts = self.servable(members, fences)
-        for ck, member, value in zip(cks, members, verdicts, strict=True):
+        verdicts = self.servable(members, [fences[m.key] for m in members])
+        for member, value in zip(members, verdicts, strict=True):
             if value is None:
                 rejected.append(member.key)
             else:
                 served[member.key] = value[0]
-                fresh.append((ck, member))
+                fresh.append((cks[member.key], member))
         if rejected:
             yield from self.drop_batch(wanted, name, f"members not servable: {join_keys(rejected)}")
         yield from self.seed_after_read(fresh)

@@ -8,6 +8,7 @@ hash in hex, so braces inside user keys can never change which part Redis hashes
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -52,13 +53,7 @@ class KeySpace:
 
     def single(self, key: str) -> CacheKey:
         """The value and version storage keys of ``key``."""
-        canonical = f"{self._frame}:{key}"
-        tag = hashlib.blake2b(canonical.encode(), digest_size=8).hexdigest()
-        return CacheKey(
-            key=key,
-            value=f"{PREFIX}:{{{tag}}}:v:{canonical}",
-            version=f"{PREFIX}:{{{tag}}}:g:{canonical}",
-        )
+        return _single(self._frame, key)
 
     def batch(self, keys: Iterable[str]) -> str:
         """The storage key of the batch entry for this member *set* (order and repeats ignored)."""
@@ -69,3 +64,15 @@ class KeySpace:
             digest.update(raw)
         hexed = digest.hexdigest()
         return f"{PREFIX}:{{{hexed[:16]}}}:b:{self._frame}:{hexed}"
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _single(frame: str, key: str) -> CacheKey:
+    # Cached: hot keys are read far more often than they change, and hashing dominates.
+    canonical = f"{frame}:{key}"
+    tag = hashlib.blake2b(canonical.encode(), digest_size=8).hexdigest()
+    return CacheKey(
+        key=key,
+        value=f"{PREFIX}:{{{tag}}}:v:{canonical}",
+        version=f"{PREFIX}:{{{tag}}}:g:{canonical}",
+    )

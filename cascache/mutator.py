@@ -46,3 +46,15 @@ class KeyInvalidator(Protocol):
     def invalidate(self, key: CacheKey) -> None:
         """Install a fresh fence and delete the entry; raise if not applied."""
         ...
+
+
+@runtime_checkable
+class BatchReader(Protocol):
+    """Reads a batch entry and the current fences of its members in one interaction."""
+
+    def read_batch(
+        self, name: str, keys: Sequence[CacheKey]
+    ) -> tuple[bytes | None, list[Version | None] | None]:
+        """The batch entry stored under ``name`` and the current fence of each key, in order,
+        or ``None`` for the fences when reading them up front would not save a round trip."""
+        ...

@@ -85,35 +85,42 @@ def encode_batch(members: Sequence[Member]) -> bytes:
 
 
 class _Reader:
-    __slots__ = ("_data", "_pos")
+    """Bounds-checked reads over a frame body whose checksum has been verified."""
+
+    __slots__ = ("_data", "_end", "_pos")
 
     def __init__(self, data: bytes) -> None:
         if not isinstance(data, bytes | bytearray | memoryview):
             raise WireError(f"a frame is bytes, got {type(data).__name__}")
-        data = bytes(data)
-        if len(data) < _HEADER.size + 4:
-            raise WireError(f"truncated frame: {len(data)} bytes")
-        (crc,) = _U32.unpack(data[-4:])
-        body = data[:-4]
-        if zlib.crc32(body) != crc:
+        view = memoryview(data)
+        if len(view) < _HEADER.size + 4:
+            raise WireError(f"truncated frame: {len(view)} bytes")
+        end = len(view) - 4
+        (crc,) = _U32.unpack_from(view, end)
+        if zlib.crc32(view[:end]) != crc:
             raise WireError("checksum mismatch: the stored bytes are corrupt")
-        self._data = body
+        self._data = view
+        self._end = end
         self._pos = 0
 
     def take(self, n: int, what: str) -> bytes:
         end = self._pos + n
-        if end > len(self._data):
+        if end > self._end:
             raise WireError(f"truncated frame: {what} needs {n} bytes at offset {self._pos}")
-        chunk = self._data[self._pos : end]
+        chunk = self._data[self._pos : end].tobytes()
         self._pos = end
         return chunk
 
     def u32(self, what: str) -> int:
-        (value,) = _U32.unpack(self.take(4, what))
+        if self._pos + 4 > self._end:
+            raise WireError(f"truncated frame: {what} needs 4 bytes at offset {self._pos}")
+        (value,) = _U32.unpack_from(self._data, self._pos)
+        self._pos += 4
         return int(value)
 
     def header(self, kind: int) -> None:
-        magic, fmt, got = _HEADER.unpack(self.take(_HEADER.size, "header"))
+        magic, fmt, got = _HEADER.unpack_from(self._data, 0)
+        self._pos = _HEADER.size
         if magic != MAGIC:
             raise WireError(f"not a cascache frame (magic {magic!r})")
         if fmt != FORMAT:
@@ -122,8 +129,8 @@ class _Reader:
             raise WireError(f"expected frame kind {kind}, found {got}")
 
     def finish(self) -> None:
-        if self._pos != len(self._data):
-            raise WireError(f"{len(self._data) - self._pos} trailing bytes after the frame")
+        if self._pos != self._end:
+            raise WireError(f"{self._end - self._pos} trailing bytes after the frame")
 
 
 def decode_single(data: bytes) -> tuple[Version, bytes]:

@@ -28,6 +28,7 @@ from cascache.redis.scripts import (
     is_cluster,
     mget,
     parse_fence,
+    pipeline,
     ttl_arg,
 )
 
@@ -74,6 +75,26 @@ class RedisKeyMutator:
         return [
             (as_bytes(replies[2 * i], key.value), parse_fence(replies[2 * i + 1], key.version))
             for i, key in enumerate(keys)
+        ]
+
+    def read_batch(
+        self, name: str, keys: Sequence[CacheKey]
+    ) -> tuple[bytes | None, list[Version | None] | None]:
+        """A batch entry and, on a plain client, its members' fences: one round trip.
+
+        A plain client pipelines ``GET`` and ``MGET``. On a cluster the fences span slots
+        and nodes, so reading them up front would cost a round trip per node even when the
+        entry is missing: there only the entry is read, and the caller reads the fences.
+        """
+        if self._cluster:
+            return as_bytes(self._client.get(name), name), None
+        versions = [key.version for key in keys]
+        pipe = pipeline(self._client)
+        pipe.get(name)
+        pipe.mget(versions)
+        blob, fences = pipe.execute()
+        return as_bytes(blob, name), [
+            parse_fence(reply, version) for reply, version in zip(fences, versions, strict=True)
         ]
 
     def write_if_version(
