@@ -346,12 +346,17 @@ class RedisFailover(AllInRedis):
         )
 
     def _snapshot(self) -> tuple[dict[str, tuple[bytes, int]], int]:
-        state: dict[str, tuple[bytes, int]] = {}
-        for name in self._ours("*"):
-            data = self.client.get(name)
-            ttl = self.client.pttl(name)
-            if isinstance(data, bytes) and isinstance(ttl, int) and ttl != -2:
-                state[name] = (data, ttl)
+        names = self._ours("*")
+        pipe = self.client.pipeline()
+        for name in names:
+            pipe.get(name)
+            pipe.pttl(name)
+        replies = pipe.execute()
+        state = {
+            name: (data, ttl)
+            for name, data, ttl in zip(names, replies[::2], replies[1::2], strict=True)
+            if isinstance(data, bytes) and isinstance(ttl, int) and ttl != -2
+        }
         return state, next(self.syncs)
 
     def _adopt(self, sync: tuple[dict[str, tuple[bytes, int]], int]) -> None:
