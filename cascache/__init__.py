@@ -12,6 +12,7 @@ from cascache.errors import (
     ConfigError,
     InvalidateError,
     OpError,
+    ReplicationError,
     WireError,
 )
 from cascache.fence import Version
@@ -51,6 +52,7 @@ __all__ = [
     "OpError",
     "Options",
     "Provider",
+    "ReplicationError",
     "StrCodec",
     "Version",
     "VersionedValue",

@@ -19,6 +19,14 @@ class WireError(CascacheError):
     """Stored bytes are not a well-formed cascache frame (corrupt or foreign data)."""
 
 
+class ReplicationError(CascacheError):
+    """Fewer replicas than required acknowledged a write before the timeout.
+
+    The write *was* applied on the primary; it may be lost if a replica that lacks it is
+    promoted, so an invalidate that raises this must be retried.
+    """
+
+
 class OpError(CascacheError):
     """An operation failed because a store failed.
 

@@ -192,16 +192,21 @@ def table(rows: Sequence[Row]) -> str:
     """The closing Markdown table."""
     lines = [
         "| topology | backend | nodes | variant | examples | effects | faults injected "
-        "| violations expected / unexpected | time |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| violations expected / unexpected | caught after (examples) | time |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         expected = 1 if row.caught is not None and row.expected_to_fail else 0
         unexpected = 1 if row.unexpected else 0
+        caught_after = (
+            "-"
+            if row.caught is None or row.caught.caught_after is None
+            else str(row.caught.caught_after)
+        )
         lines.append(
             f"| {row.target.topology} | {row.target.backend} | {row.target.nodes} "
             f"| {row.variant or '-'} | {row.examples} | {row.effects} | {row.faults} "
-            f"| {expected} / {unexpected} | {row.seconds:.0f}s |"
+            f"| {expected} / {unexpected} | {caught_after} | {row.seconds:.0f}s |"
         )
     return "\n".join(lines)
 

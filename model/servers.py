@@ -184,11 +184,12 @@ class RedisServer:
             client = redis.Redis.from_url(server.url)
     """
 
-    def __init__(self, binary: str | None = None) -> None:
+    def __init__(self, binary: str | None = None, extra: Sequence[str] = ()) -> None:
         found = binary or find_server_binary()
         if found is None:
             raise ServerStartError("no redis-server/valkey-server binary found")
         self.binary = found
+        self.extra = tuple(extra)
         self._process: _Process | None = None
         self._tmpdir: Path | None = None
 
@@ -211,7 +212,7 @@ class RedisServer:
         # A port found free can be taken by another process (an xdist worker) before the
         # server binds it, so a failed start retries on a fresh port.
         for _ in range(START_ATTEMPTS):
-            process = _Process(self.binary, free_port(), (), self._tmpdir)
+            process = _Process(self.binary, free_port(), self.extra, self._tmpdir)
             try:
                 process.wait_ready(time.monotonic() + STARTUP_TIMEOUT)
             except ServerStartError as exc:

@@ -16,6 +16,7 @@ import fakeredis
 import pytest
 import redis
 import redis.cluster
+from hypothesis import settings
 
 import cascache
 import cascache.redis
@@ -27,6 +28,12 @@ from cascache.memory import MemoryProvider
 from tests.servers import RedisCluster, RedisServer, find_server_binary
 
 REQUIRE_ENV = "CASCACHE_REQUIRE_REDIS"
+
+# Hypothesis profiles: "dev" (the default) is fast; CI sets CASCACHE_PROFILE=ci for more
+# examples. The open-ended profile is the audit command's (``cascache-audit --budget``).
+settings.register_profile("dev", max_examples=50, deadline=None)
+settings.register_profile("ci", max_examples=200, deadline=None)
+settings.load_profile(os.environ.get("CASCACHE_PROFILE", "dev"))
 
 AnyRedis = redis.Redis | redis.cluster.RedisCluster
 

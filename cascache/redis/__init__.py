@@ -62,10 +62,20 @@ def new_provider(client: Client, *, close_client: bool = False) -> RedisProvider
 
 
 def new_key_mutator(
-    client: Client, *, version_ttl: float | timedelta | None = None
+    client: Client,
+    *,
+    version_ttl: float | timedelta | None = None,
+    wait_replicas: int = 0,
+    wait_timeout: float | timedelta = 1.0,
 ) -> RedisKeyMutator:
-    """Single-key atomic paths in Redis; give it the gen store's ``version_ttl``."""
-    return RedisKeyMutator(client, version_ttl=version_ttl)
+    """Single-key atomic paths in Redis; give it the gen store's ``version_ttl``.
+
+    ``wait_replicas``: after each invalidate, wait (``WAIT``, same round trip) until that
+    many replicas acknowledged it, or raise; see ``specs/assumptions.md`` on failover.
+    """
+    return RedisKeyMutator(
+        client, version_ttl=version_ttl, wait_replicas=wait_replicas, wait_timeout=wait_timeout
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,6 +92,11 @@ class Options(Generic[V]):
             Safe (an expired version only turns entries into misses) but it costs hit
             rate; keep it longer than ``default_ttl``. ``None`` (default): no expiry.
         close_client: the cache owns the client and closes it in ``close()``.
+        wait_replicas: after each invalidate, wait until this many replicas acknowledged
+            it (``WAIT``, pipelined with the script: still one round trip) and make the
+            invalidate fail otherwise. Guards against failover to a replica that lacks
+            the invalidate (``specs/assumptions.md``). 0 (default): do not wait.
+        wait_timeout: how long to wait for those acknowledgements (default 1 s).
     """
 
     namespace: str
@@ -91,6 +106,8 @@ class Options(Generic[V]):
     batch_ttl: TTL | None = None
     version_ttl: TTL | None = None
     close_client: bool = False
+    wait_replicas: int = 0
+    wait_timeout: TTL = 1.0
     disabled: bool = False
     compute_set_cost: Callable[[bytes], int] | None = None
     disable_batch: bool = False
@@ -113,7 +130,12 @@ def new(options: Options[V]) -> CAS[V]:
             f"cascache.redis.new takes a cascache.redis.Options, got {type(options).__name__}"
         )
     client = check_client(options.client, "cascache.redis.new")
-    mutator = RedisKeyMutator(client, version_ttl=options.version_ttl)
+    mutator = RedisKeyMutator(
+        client,
+        version_ttl=options.version_ttl,
+        wait_replicas=options.wait_replicas,
+        wait_timeout=options.wait_timeout,
+    )
     return cascache.new(
         cascache.Options(
             namespace=options.namespace,

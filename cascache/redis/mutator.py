@@ -15,9 +15,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 
-from cascache.errors import WireError
+from redis.exceptions import NoScriptError
+
+from cascache.errors import ConfigError, ReplicationError, WireError
 from cascache.fence import Version, new_fence
 from cascache.keys import CacheKey
+from cascache.options import ttl_seconds
 from cascache.redis.scripts import (
     INVALIDATE,
     WRITE_IF_VERSION,
@@ -29,6 +32,7 @@ from cascache.redis.scripts import (
     mget,
     parse_fence,
     pipeline,
+    px_millis,
     ttl_arg,
 )
 
@@ -44,9 +48,28 @@ class RedisKeyMutator:
             write renews the version key's TTL, so keys in use keep their fence.
     """
 
-    def __init__(self, client: Client, *, version_ttl: float | timedelta | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        version_ttl: float | timedelta | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float | timedelta = 1.0,
+    ) -> None:
         self._client = check_client(client, "RedisKeyMutator")
         self.version_ttl = check_version_ttl(version_ttl, "RedisKeyMutator")
+        if (
+            not isinstance(wait_replicas, int)
+            or isinstance(wait_replicas, bool)
+            or wait_replicas < 0
+        ):
+            raise ConfigError(
+                f"RedisKeyMutator wait_replicas must be an int >= 0, got {wait_replicas!r}"
+            )
+        self.wait_replicas = wait_replicas
+        timeout = ttl_seconds("RedisKeyMutator wait_timeout", wait_timeout)
+        assert timeout is not None
+        self._wait_ms = px_millis(timeout)
         self._ttl_arg = ttl_arg(self.version_ttl)
         self._cluster = is_cluster(self._client)
 
@@ -117,14 +140,51 @@ class RedisKeyMutator:
     def invalidate(self, key: CacheKey) -> None:
         """Install a fresh fence and delete the entry, in one script run.
 
-        Redis errors propagate: the caller must treat the invalidation as not done.
+        With ``wait_replicas``, the script and a ``WAIT`` go in one pipeline (still one
+        round trip) and :class:`~cascache.errors.ReplicationError` is raised when fewer
+        replicas acknowledged in time. Redis errors propagate: the caller must treat the
+        invalidation as not done.
         """
-        reply = INVALIDATE(
-            self._client, (key.value, key.version), (new_fence().to_bytes(), self._ttl_arg)
-        )
+        keys, args = (key.value, key.version), (new_fence().to_bytes(), self._ttl_arg)
+        if not self.wait_replicas:
+            reply = INVALIDATE(self._client, keys, args)
+        else:
+            reply, acked = self._invalidate_and_wait(keys, args)
+            if not isinstance(acked, int) or acked < self.wait_replicas:
+                raise ReplicationError(
+                    f"invalidate of {key.key!r}: {acked} of {self.wait_replicas} replicas "
+                    f"acknowledged within {self._wait_ms} ms"
+                )
         if reply != 1:
             raise WireError(f"invalidate of {key.key!r}: unexpected reply {reply!r:.60}")
 
+    def _invalidate_and_wait(
+        self, keys: tuple[str, str], args: tuple[bytes, str]
+    ) -> tuple[object, object]:
+        for attempt in range(2):
+            pipe = pipeline(self._client)
+            INVALIDATE.queue(pipe, keys, args)
+            if self._cluster:
+                node = pipe.get_node_from_key(keys[0])  # type: ignore[union-attr]
+                pipe.execute_command(  # type: ignore[no-untyped-call]
+                    "WAIT", self.wait_replicas, self._wait_ms, target_nodes=node
+                )
+            else:
+                pipe.execute_command("WAIT", self.wait_replicas, self._wait_ms)  # type: ignore[no-untyped-call]
+            reply, acked = pipe.execute(raise_on_error=False)
+            if isinstance(reply, NoScriptError) and attempt == 0:
+                # Nothing ran; load the script and send both again.
+                INVALIDATE.load(self._client)
+                continue
+            for got in (reply, acked):
+                if isinstance(got, BaseException):
+                    raise got
+            return reply, acked
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def __repr__(self) -> str:
         kind = "cluster" if self._cluster else "redis"
-        return f"RedisKeyMutator({kind}, version_ttl={self.version_ttl})"
+        return (
+            f"RedisKeyMutator({kind}, version_ttl={self.version_ttl}, "
+            f"wait_replicas={self.wait_replicas})"
+        )
