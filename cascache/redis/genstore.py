@@ -21,9 +21,8 @@ from cascache.fence import Version, new_fence
 from cascache.redis.scripts import (
     SNAPSHOT,
     Client,
-    check_client,
+    ClientUser,
     check_version_ttl,
-    is_cluster,
     mget,
     parse_fence,
     px_millis,
@@ -32,7 +31,7 @@ from cascache.redis.scripts import (
 )
 
 
-class RedisGenStore:
+class RedisGenStore(ClientUser):
     """``cascache.genstore.GenStore`` over a redis-py ``Redis`` or ``RedisCluster`` client.
 
     Args:
@@ -56,17 +55,9 @@ class RedisGenStore:
         version_ttl: float | timedelta | None = None,
         close_client: bool = False,
     ) -> None:
-        self._client = check_client(client, "RedisGenStore")
+        super().__init__(client, "RedisGenStore", close_client=close_client)
         self.version_ttl = check_version_ttl(version_ttl, "RedisGenStore")
         self._ttl_arg = ttl_arg(self.version_ttl)
-        self._cluster = is_cluster(self._client)
-        self._close_client = close_client
-        self._closed = False
-
-    @property
-    def client(self) -> Client:
-        """The redis-py client this store talks through."""
-        return self._client
 
     def snapshot(self, key: str) -> Version:
         """The current fence of ``key``, created atomically if missing (one round trip)."""
@@ -101,14 +92,6 @@ class RedisGenStore:
         else:
             self._client.set(key, fence.to_bytes(), px=px_millis(self.version_ttl))
         return fence
-
-    def close(self) -> None:
-        """Close the client if this store owns it (``close_client=True``). Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._close_client:
-            self._client.close()
 
     def __repr__(self) -> str:
         kind = "cluster" if self._cluster else "redis"

@@ -25,10 +25,9 @@ from cascache.redis.scripts import (
     INVALIDATE,
     WRITE_IF_VERSION,
     Client,
+    ClientUser,
     as_bytes,
-    check_client,
     check_version_ttl,
-    is_cluster,
     mget,
     parse_fence,
     pipeline,
@@ -37,7 +36,7 @@ from cascache.redis.scripts import (
 )
 
 
-class RedisKeyMutator:
+class RedisKeyMutator(ClientUser):
     """``KeyReader``, ``KeyWriter`` and ``KeyInvalidator`` over a redis-py client.
 
     Args:
@@ -56,7 +55,7 @@ class RedisKeyMutator:
         wait_replicas: int = 0,
         wait_timeout: float | timedelta = 1.0,
     ) -> None:
-        self._client = check_client(client, "RedisKeyMutator")
+        super().__init__(client, "RedisKeyMutator")
         self.version_ttl = check_version_ttl(version_ttl, "RedisKeyMutator")
         if (
             not isinstance(wait_replicas, int)
@@ -71,12 +70,6 @@ class RedisKeyMutator:
         assert timeout is not None
         self._wait_ms = px_millis(timeout)
         self._ttl_arg = ttl_arg(self.version_ttl)
-        self._cluster = is_cluster(self._client)
-
-    @property
-    def client(self) -> Client:
-        """The redis-py client this mutator talks through."""
-        return self._client
 
     def read(self, key: CacheKey) -> tuple[bytes | None, Version | None]:
         """The stored frame and the current fence, in one ``MGET`` (one round trip).

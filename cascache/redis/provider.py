@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 from cascache.redis.scripts import (
     Client,
+    ClientUser,
     as_bytes,
-    check_client,
     is_cluster,
     mget,
     pipeline,
@@ -21,7 +21,7 @@ from cascache.redis.scripts import (
 )
 
 
-class RedisProvider:
+class RedisProvider(ClientUser):
     """``Provider``, ``ManyProvider`` and ``AddProvider`` over a redis-py client.
 
     Entry TTLs become ``PX`` milliseconds, rounded up and at least 1, so an entry never
@@ -36,15 +36,7 @@ class RedisProvider:
     """
 
     def __init__(self, client: Client, *, close_client: bool = False) -> None:
-        self._client = check_client(client, "RedisProvider")
-        self._cluster = is_cluster(self._client)
-        self._close_client = close_client
-        self._closed = False
-
-    @property
-    def client(self) -> Client:
-        """The redis-py client this provider talks through."""
-        return self._client
+        super().__init__(client, "RedisProvider", close_client=close_client)
 
     def get(self, key: str) -> bytes | None:
         """The frame under ``key`` or ``None`` (one GET)."""
@@ -80,14 +72,6 @@ class RedisProvider:
             pipe.execute()
         else:
             self._client.delete(*keys)
-
-    def close(self) -> None:
-        """Close the client if this provider owns it (``close_client=True``). Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._close_client:
-            self._client.close()
 
     def __repr__(self) -> str:
         return f"RedisProvider({'cluster' if self._cluster else 'redis'})"

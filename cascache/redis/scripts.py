@@ -237,6 +237,29 @@ def check_client(client: object, owner: str) -> Client:
     return client
 
 
+class ClientUser:
+    """A Redis piece's hold on its client: validated once, closed only if owned."""
+
+    def __init__(self, client: Client, owner: str, *, close_client: bool = False) -> None:
+        self._client = check_client(client, owner)
+        self._cluster = is_cluster(self._client)
+        self._close_client = close_client
+        self._closed = False
+
+    @property
+    def client(self) -> Client:
+        """The redis-py client this piece talks through."""
+        return self._client
+
+    def close(self) -> None:
+        """Close the client if this piece owns it (``close_client=True``). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._close_client:
+            self._client.close()
+
+
 def px_millis(seconds: float) -> int:
     """A TTL in seconds as ``PX`` milliseconds: rounded up, at least 1.
 
