@@ -1,7 +1,8 @@
-"""``python -m model``: the audit command from a checkout (see ``audit.py``)."""
+"""``python -m model`` (from a checkout) or ``python -m cascache_audit``: the audit command."""
 
 import sys
 
 from .audit import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())
