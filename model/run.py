@@ -88,6 +88,9 @@ class Result:
         return (self.failure is not None) == self.expected_to_fail
 
 
+_SLOW_SHRINK = "WARNING: Hypothesis has spent more than five minutes"
+
+
 def fake_redis() -> redis.Redis | redis.cluster.RedisCluster:
     """A client on a brand-new fakeredis server (one per example: Lua state is per server)."""
     import fakeredis
@@ -197,11 +200,21 @@ def run(
         # Hypothesis attaches the failing program and its replay blob as notes.
         notes = "\n".join(getattr(failure, "__notes__", []))
         report.write(notes)
+    text = report.getvalue()
+    if _SLOW_SHRINK in text:
+        # Hypothesis words this for its own five-minute cap; ours is ``shrink_seconds``.
+        start = text.index(_SLOW_SHRINK)
+        end = text.find("\n", text.find("PLEASE REPORT THIS", start))
+        text = (
+            text[:start]
+            + f"(shrinking stopped at the {shrink_seconds:g}s cap; the trace may not be minimal)"
+            + text[end if end != -1 else len(text) :]
+        )
     result.seconds = time.perf_counter() - started
     tally = machine.tally
     result.examples, result.effects, result.faults = tally.examples, tally.effects, tally.faults
     result.caught_after = tally.first_failure
-    result.reproduce = report.getvalue()
+    result.reproduce = text
     return result
 
 
