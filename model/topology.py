@@ -274,12 +274,12 @@ class AllInRedis(_OnRedis):
     def options(self, node: int) -> cascache.Options[Row]:
         import cascache.redis
 
-        # Built exactly as cascache.redis.new builds it, so variants can swap one piece.
-        return cascache.redis.new(
+        # Exactly what cascache.redis.new builds, so variants can swap one piece.
+        return cascache.redis.cache_options(
             cascache.redis.Options(
                 namespace=self.namespace, client=self.client, codec=ROW_CODEC, default_ttl=ENTRY_TTL
             )
-        ).core.options
+        )
 
     def value_stores(self) -> int:
         return 1

@@ -39,6 +39,7 @@ __all__ = [
     "RedisGenStore",
     "RedisKeyMutator",
     "RedisProvider",
+    "cache_options",
     "new",
     "new_gen_store",
     "new_key_mutator",
@@ -125,6 +126,13 @@ def new(options: Options[V]) -> CAS[V]:
     ``invalidate`` each run as one atomic Lua script. A key's value key and version key
     share a Redis Cluster hash tag, so this works unchanged on a cluster.
     """
+    return cascache.new(cache_options(options))
+
+
+def cache_options(options: Options[V]) -> cascache.Options[V]:
+    """The :class:`cascache.Options` that :func:`new` builds: a Redis provider, version
+    store and key mutator on one client. For composing or auditing; most code wants ``new``.
+    """
     if not isinstance(options, Options):
         raise ConfigError(
             f"cascache.redis.new takes a cascache.redis.Options, got {type(options).__name__}"
@@ -136,24 +144,22 @@ def new(options: Options[V]) -> CAS[V]:
         wait_replicas=options.wait_replicas,
         wait_timeout=options.wait_timeout,
     )
-    return cascache.new(
-        cascache.Options(
-            namespace=options.namespace,
-            provider=RedisProvider(client, close_client=options.close_client),
-            codec=options.codec,
-            default_ttl=options.default_ttl,
-            batch_ttl=options.batch_ttl,
-            disabled=options.disabled,
-            compute_set_cost=options.compute_set_cost,
-            gen_store=RedisGenStore(client, version_ttl=options.version_ttl),
-            key_reader=mutator,
-            key_writer=mutator,
-            key_invalidator=mutator,
-            disable_batch=options.disable_batch,
-            read_guard=options.read_guard,
-            batch_read_guard=options.batch_read_guard,
-            batch_read_seed=options.batch_read_seed,
-            batch_write_seed=options.batch_write_seed,
-            hooks=options.hooks,
-        )
+    return cascache.Options(
+        namespace=options.namespace,
+        provider=RedisProvider(client, close_client=options.close_client),
+        codec=options.codec,
+        default_ttl=options.default_ttl,
+        batch_ttl=options.batch_ttl,
+        disabled=options.disabled,
+        compute_set_cost=options.compute_set_cost,
+        gen_store=RedisGenStore(client, version_ttl=options.version_ttl),
+        key_reader=mutator,
+        key_writer=mutator,
+        key_invalidator=mutator,
+        disable_batch=options.disable_batch,
+        read_guard=options.read_guard,
+        batch_read_guard=options.batch_read_guard,
+        batch_read_seed=options.batch_read_seed,
+        batch_write_seed=options.batch_write_seed,
+        hooks=options.hooks,
     )
