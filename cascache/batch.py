@@ -261,9 +261,9 @@ class Core(SingleCore[V]):
         """Store a stamped frame only where no single entry exists."""
         provider = self.provider
         assert isinstance(provider, AddProvider)  # checked by options.validate
-        cost = self.cost(frame)
         ttl = self.default_ttl
         try:
+            cost = self.cost(frame)
             return (
                 yield from perform(
                     self.values("add", [ck.value], lambda: provider.add(ck.value, frame, cost, ttl))

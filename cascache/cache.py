@@ -42,8 +42,10 @@ class CAS(Generic[V]):
         if self._closed:
             return
         self._closed = True
-        self.core.provider.close()
-        self.core.gens.close()
+        try:
+            self.core.provider.close()
+        finally:
+            self.core.gens.close()
 
     def __enter__(self) -> CAS[V]:
         return self
@@ -59,7 +61,9 @@ class CAS(Generic[V]):
     def get(self, key: str) -> Hit[V] | None:
         """``Hit(value)`` if ``key`` holds a value stamped with its current version, else ``None``.
 
-        Raises ``OpError`` if the value store fails; version-store trouble is a miss.
+        Raises ``OpError`` if the value store fails. With separate stores, version-store
+        trouble is a miss; with ``cascache.redis.new`` one Redis read serves both, and its
+        failure raises ``OpError``.
         """
         return drive(self.core.get(key))
 

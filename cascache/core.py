@@ -407,8 +407,8 @@ class SingleCore(Generic[V]):
         batch: bool = False,
     ) -> Step[WriteOutcome]:
         """An unconditional value-store write of an already stamped frame."""
-        cost = self.cost(frame)
         try:
+            cost = self.cost(frame)
             stored = yield from perform(
                 self.values(
                     "set", [storage_key], lambda: self.provider.set(storage_key, frame, cost, ttl)

@@ -37,6 +37,11 @@ def check_key(op: str, key: object) -> str:
         raise TypeError(f"cascache {op}: keys are str, got {type(key).__name__} {key!r}")
     if not key:
         raise ValueError(f"cascache {op}: the empty string is not a valid key")
+    if not key.isascii():
+        try:
+            key.encode()
+        except UnicodeEncodeError:
+            raise ValueError(f"cascache {op}: key {key!r} is not valid Unicode text") from None
     return key
 
 

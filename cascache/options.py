@@ -17,6 +17,9 @@ from cascache.provider import AddProvider, Provider
 
 V = TypeVar("V")
 
+MAX_TTL_SECONDS = 100 * 365 * 24 * 3600
+"""Longer TTLs are refused: stores (Redis PX included) cannot represent them all."""
+
 TTL = float | int | timedelta
 """A time to live: seconds (int or float) or a ``timedelta``."""
 
@@ -93,8 +96,11 @@ def ttl_seconds(what: str, ttl: TTL | None) -> float | None:
     seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
     if not isinstance(seconds, int | float):
         raise ConfigError(f"{what} must be seconds or a timedelta, got {ttl!r}")
-    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
-        raise ConfigError(f"{what} must be a positive, finite duration, got {ttl!r}")
+    if not 0 < seconds <= MAX_TTL_SECONDS:
+        raise ConfigError(
+            f"{what} must be a positive duration of at most {MAX_TTL_SECONDS:g} s "
+            f"(~100 years), got {ttl!r}"
+        )
     return float(seconds)
 
 

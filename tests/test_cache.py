@@ -17,6 +17,7 @@ import pytest
 import redis
 import redis.cluster
 
+import cascache
 from cascache import (
     CAS,
     BatchWriteResult,
@@ -1522,3 +1523,44 @@ def test_local_does_no_redis_io(topology: Topology) -> None:
         cache.get_many(["a", "b"])
         cache.invalidate("k")
     assert log.round_trips == 0
+
+
+def test_a_failing_cost_function_is_a_typed_error_and_never_hides_the_source() -> None:
+    def cost(frame: bytes) -> int:
+        raise ZeroDivisionError("bad cost")
+
+    cache = cascache.new(
+        cascache.Options(
+            namespace="cost",
+            provider=cascache.MemoryProvider(),
+            codec=cascache.StrCodec(),
+            compute_set_cost=cost,
+        )
+    )
+    version = cache.snapshot_version("k")
+    with pytest.raises(cascache.OpError) as raised:
+        cache.set_if_version("k", "v", version)
+    assert raised.value.op == "set_if_version" and raised.value.key == "k"
+    assert cache.get_or_load("k", lambda: "loaded") == "loaded"
+
+
+def test_close_closes_the_version_store_even_if_the_provider_fails() -> None:
+    class FailingClose(cascache.MemoryProvider):
+        def close(self) -> None:
+            raise OSError("provider close failed")
+
+    class Recording(cascache.LocalGenStore):
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    gens = Recording()
+    cache = cascache.new(
+        cascache.Options(
+            namespace="close", provider=FailingClose(), codec=cascache.StrCodec(), gen_store=gens
+        )
+    )
+    with pytest.raises(OSError):
+        cache.close()
+    assert gens.closed

@@ -126,3 +126,9 @@ def test_check_key() -> None:
 def test_keyspace_needs_a_namespace(namespace: object) -> None:
     with pytest.raises(ValueError, match="namespace"):
         KeySpace(namespace)  # type: ignore[arg-type]
+
+
+def test_a_key_that_is_not_unicode_text_is_refused() -> None:
+    with pytest.raises(ValueError, match="not valid Unicode"):
+        check_key("get", "\ud800")
+    assert check_key("get", "ключ") == "ключ"

@@ -306,3 +306,9 @@ def test_construction_does_no_io(client: fakeredis.FakeRedis) -> None:
         with pytest.raises(ConfigError):
             build_redis(client, default_ttl=-1)
     assert log.round_trips == 0
+
+
+@pytest.mark.parametrize("ttl", [10**400, 1e300, 100 * 365 * 24 * 3600 + 1])
+def test_ttl_beyond_what_stores_represent_is_refused(ttl: float) -> None:
+    with pytest.raises(ConfigError, match="at most"):
+        build(default_ttl=ttl)
