@@ -281,15 +281,21 @@ class Core(SingleCore[V]):
         seeded = 0
         for ck, member in zip(cks, members, strict=True):
             frame = encode_single(member.fence, member.payload)
-            if self.write_seed is BatchWriteSeed.STRICT:
-                outcome = yield from self.write_single(
-                    "set_if_versions", ck, frame, member.fence, ttl
-                )
-            else:
-                ttl_or_default = self.default_ttl if ttl is None else ttl
-                outcome = yield from self.store(
-                    "set_if_versions", ck.key, ck.value, frame, ttl_or_default
-                )
+            try:
+                if self.write_seed is BatchWriteSeed.STRICT:
+                    outcome = yield from self.write_single(
+                        "set_if_versions", ck, frame, member.fence, ttl
+                    )
+                else:
+                    ttl_or_default = self.default_ttl if ttl is None else ttl
+                    outcome = yield from self.store(
+                        "set_if_versions", ck.key, ck.value, frame, ttl_or_default
+                    )
+            except CascacheError as exc:
+                # The batch entry is stored; a seed is an optimisation, so its failure is
+                # reported (and not counted) rather than hiding the stored batch.
+                call_hook(self.hooks.cleanup_error, "set_if_versions", ck.key, exc)
+                continue
             seeded += outcome is WriteOutcome.STORED
         return seeded
 

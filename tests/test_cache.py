@@ -1564,3 +1564,31 @@ def test_close_closes_the_version_store_even_if_the_provider_fails() -> None:
     with pytest.raises(OSError):
         cache.close()
     assert gens.closed
+
+
+def test_a_failing_seed_does_not_hide_the_stored_batch() -> None:
+    class SetFailsForSingles(cascache.MemoryProvider):
+        def set(self, key: str, value: bytes, cost: int, ttl: float | None) -> bool:
+            if ":v:" in key:
+                raise OSError("single-entry write failed")
+            return super().set(key, value, cost, ttl)
+
+    events: list[str] = []
+
+    class Record(cascache.Hooks):
+        def cleanup_error(self, op: str, key: str, error: BaseException) -> None:
+            events.append(f"{op}:{key}")
+
+    cache = cascache.new(
+        cascache.Options(
+            namespace="seed",
+            provider=SetFailsForSingles(),
+            codec=cascache.StrCodec(),
+            hooks=Record(),
+        )
+    )
+    versions = cache.snapshot_versions(["a", "b"])
+    result = cache.set_if_versions([VersionedValue(k, k, versions[k]) for k in ("a", "b")])
+    assert result.stored and result.seeded_singles == 0
+    assert events == ["set_if_versions:a", "set_if_versions:b"]
+    assert cache.get_many(["a", "b"]) == ({"a": "a", "b": "b"}, [])
