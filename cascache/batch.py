@@ -20,7 +20,7 @@ from cascache.errors import CascacheError, CodecError, OpError, WireError
 from cascache.fence import Version, new_fence
 from cascache.genstore import LocalGenStore
 from cascache.hooks import call_hook
-from cascache.keys import CacheKey, check_key
+from cascache.keys import CacheKey, canonical_key
 from cascache.mutator import BatchReader
 from cascache.options import BatchReadSeed, BatchWriteSeed, Options, ttl_seconds
 from cascache.provider import AddProvider
@@ -36,7 +36,7 @@ def unique_keys(op: str, keys: Iterable[str]) -> list[str]:
         raise TypeError(
             f"cascache {op}: keys must be a collection of str, not one {type(keys).__name__}"
         )
-    return list(dict.fromkeys(check_key(op, key) for key in keys))
+    return list(dict.fromkeys(canonical_key(op, key) for key in keys))
 
 
 class Core(SingleCore[V]):
@@ -315,19 +315,20 @@ class Core(SingleCore[V]):
 
     def check_items(self, items: Iterable[VersionedValue[V]]) -> list[VersionedValue[V]]:
         """Validate batch items; a key given twice is an error, not a silent overwrite."""
-        batch = list(items)
+        batch: list[VersionedValue[V]] = []
         seen: set[str] = set()
-        for item in batch:
+        for item in items:
             if not isinstance(item, VersionedValue):
                 raise TypeError(
                     "cascache set_if_versions: items must be VersionedValue, "
                     f"got {type(item).__name__}"
                 )
-            check_key("set_if_versions", item.key)
-            check_version("set_if_versions", item.key, item.version)
-            if item.key in seen:
-                raise ValueError(f"cascache set_if_versions: key {item.key!r} is given twice")
-            seen.add(item.key)
+            key = canonical_key("set_if_versions", item.key)
+            check_version("set_if_versions", key, item.version)
+            if key in seen:
+                raise ValueError(f"cascache set_if_versions: key {key!r} is given twice")
+            seen.add(key)
+            batch.append(item if item.key is key else VersionedValue(key, item.value, item.version))
         return batch
 
     def note_local_batch(self) -> None:

@@ -43,7 +43,7 @@ from cascache.errors import CascacheError, CodecError, InvalidateError, OpError,
 from cascache.fence import Version, new_fence
 from cascache.genstore import GenStore, LocalGenStore
 from cascache.hooks import Hooks, call_hook
-from cascache.keys import CacheKey, KeySpace, check_key
+from cascache.keys import CacheKey, KeySpace, canonical_key
 from cascache.mutator import KeyInvalidator, KeyReader, KeyWriter
 from cascache.options import TTL, Options, ttl_seconds, validate
 from cascache.provider import BulkDeleteProvider, ManyProvider, Provider
@@ -97,7 +97,7 @@ class SingleCore(Generic[V]):
 
     def get(self, key: str) -> Step[Hit[V] | None]:
         """The cached value of ``key`` if its stamp is the current fence, else ``None``."""
-        check_key("get", key)
+        key = canonical_key("get", key)
         if self.disabled:
             return None
         ck = self.keys.single(key)
@@ -108,7 +108,7 @@ class SingleCore(Generic[V]):
 
     def snapshot_version(self, key: str) -> Step[Version]:
         """The key's current fence, created if missing; take it *before* loading the source."""
-        check_key("snapshot_version", key)
+        key = canonical_key("snapshot_version", key)
         if self.disabled:
             # Nothing will be stored, so do no I/O; a fresh fence matches nothing.
             return new_fence()
@@ -130,7 +130,7 @@ class SingleCore(Generic[V]):
 
         ``ttl`` is already normalised to seconds (``None``: the default TTL).
         """
-        check_key("set_if_version", key)
+        key = canonical_key("set_if_version", key)
         check_version("set_if_version", key, version)
         if self.disabled:
             return WriteResult(WriteOutcome.DISABLED)
@@ -144,7 +144,7 @@ class SingleCore(Generic[V]):
 
         Runs even on a disabled cache: other nodes sharing the version store rely on it.
         """
-        check_key("invalidate", key)
+        key = canonical_key("invalidate", key)
         ck = self.keys.single(key)
         if self.invalidator is not None:
             invalidator = self.invalidator
@@ -183,7 +183,7 @@ class SingleCore(Generic[V]):
         Cache trouble never hides the source: if a cache step fails, the value still comes
         from ``loader`` and the failure is reported to ``hooks.cleanup_error``.
         """
-        check_key("get_or_load", key)
+        key = canonical_key("get_or_load", key)
         try:
             hit = yield from self.get(key)
         except CascacheError as exc:

@@ -1,5 +1,13 @@
 """Storage keys: how a (namespace, key) pair becomes the strings a store sees.
 
+A key, and a namespace, becomes one plain ``str`` at the API boundary
+(:func:`canonical_key`): a ``str`` subclass (``enum.StrEnum``, ``class Color(str, Enum)``,
+a type with its own ``__str__`` or ``__format__``) is reduced to its underlying string
+value, so ``Color.RED`` and ``"red"`` are the same key everywhere. Every storage name,
+digest and cache below is derived from that one string; nothing here formats a caller's
+object, because a subclass's ``__str__``/``__format__`` may disagree with its equality
+and hash, and two spellings of one key would then reach two storage keys.
+
 The namespace is length-prefixed, so ``("a:b", "c")`` and ``("a", "b:c")`` never share a
 storage key. A key's value entry and its version share one Redis Cluster hash tag derived
 from the canonical key, so a server-side script can touch both in one slot. The tag is a
@@ -8,12 +16,20 @@ hash in hex, so braces inside user keys can never change which part Redis hashes
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Final
 
-PREFIX = "cas"
+PREFIX: Final = "cas"
+KINDS: Final = {"value": "v", "version": "g", "batch": "b"}
+"""The kind letter of each storage name: ``cas:{tag}:<kind>:<framed namespace>:...``."""
+
+TAG_HEX: Final = 16
+"""Hex digits of the hash tag every storage name carries."""
+KEY_CACHE_SIZE: Final = 4096
+"""Storage names kept per :class:`KeySpace` (hot keys are read far more often than they
+change, and hashing dominates deriving them). Bounded per instance, never process-wide."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +37,7 @@ class CacheKey:
     """The storage keys of one logical key.
 
     Attributes:
-        key: the caller's key.
+        key: the canonical key (a plain ``str``).
         value: where its single entry is stored.
         version: where its fence is stored.
     """
@@ -31,10 +47,16 @@ class CacheKey:
     version: str
 
 
-def check_key(op: str, key: object) -> str:
-    """Validate one caller key and return it, or raise a message naming ``op``."""
-    if not isinstance(key, str):
-        raise TypeError(f"cascache {op}: keys are str, got {type(key).__name__} {key!r}")
+def canonical_key(op: str, key: object) -> str:
+    """The one plain ``str`` a caller's key stands for, or an error naming ``op``.
+
+    A ``str`` subclass is reduced to its string value (``str.__str__``, which no subclass
+    can override for this call); anything that is not a ``str`` is refused.
+    """
+    if type(key) is not str:
+        if not isinstance(key, str):
+            raise TypeError(f"cascache {op}: keys are str, got {type(key).__name__} {key!r}")
+        key = str.__str__(key)
     if not key:
         raise ValueError(f"cascache {op}: the empty string is not a valid key")
     if not key.isascii():
@@ -45,39 +67,73 @@ def check_key(op: str, key: object) -> str:
     return key
 
 
-class KeySpace:
-    """Derives storage keys for one namespace."""
+def canonical_namespace(namespace: object) -> str:
+    """The plain ``str`` of a namespace; raises ``ValueError`` naming what is wrong."""
+    if not isinstance(namespace, str) or not namespace:
+        raise ValueError(f"namespace must be a non-empty str, got {namespace!r}")
+    plain = str.__str__(namespace)
+    try:
+        plain.encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"namespace {plain!r} is not valid Unicode text") from None
+    return plain
 
-    __slots__ = ("_frame", "namespace")
+
+class KeySpace:
+    """Derives storage keys for one namespace, caching a bounded number per instance."""
+
+    __slots__ = ("_cache", "_frame", "namespace")
 
     def __init__(self, namespace: str) -> None:
-        if not isinstance(namespace, str) or not namespace:
-            raise ValueError(f"namespace must be a non-empty str, got {namespace!r}")
-        self.namespace = namespace
-        self._frame = f"{len(namespace)}:{namespace}"
+        self.namespace = canonical_namespace(namespace)
+        self._frame = f"{len(self.namespace)}:{self.namespace}"
+        self._cache: dict[str, CacheKey] = {}
 
     def single(self, key: str) -> CacheKey:
-        """The value and version storage keys of ``key``."""
-        return _single(self._frame, key)
+        """The value and version storage keys of the canonical ``key``."""
+        found = self._cache.get(key)
+        if found is not None:
+            return found
+        plain = key if type(key) is str else str.__str__(key)
+        derived = self._derive(plain)
+        cache = self._cache
+        if len(cache) >= KEY_CACHE_SIZE:
+            # Drop the oldest entry (dicts keep insertion order): cheap, and bounded.
+            del cache[next(iter(cache))]
+        cache[plain] = derived
+        return derived
+
+    def _derive(self, key: str) -> CacheKey:
+        canonical = f"{self._frame}:{key}"
+        tag = hashlib.blake2b(canonical.encode(), digest_size=TAG_HEX // 2).hexdigest()
+        return CacheKey(
+            key=key,
+            value=f"{PREFIX}:{{{tag}}}:{KINDS['value']}:{canonical}",
+            version=f"{PREFIX}:{{{tag}}}:{KINDS['version']}:{canonical}",
+        )
 
     def batch(self, keys: Iterable[str]) -> str:
         """The storage key of the batch entry for this member *set* (order and repeats ignored)."""
         digest = hashlib.blake2b(digest_size=20)
-        for member in sorted(set(keys)):
+        for member in sorted({k if type(k) is str else str.__str__(k) for k in keys}):
             raw = member.encode()
             digest.update(len(raw).to_bytes(4, "big"))
             digest.update(raw)
         hexed = digest.hexdigest()
-        return f"{PREFIX}:{{{hexed[:16]}}}:b:{self._frame}:{hexed}"
+        return f"{PREFIX}:{{{hexed[:TAG_HEX]}}}:{KINDS['batch']}:{self._frame}:{hexed}"
+
+    def pattern(self, kind: str | None = None) -> str:
+        """A Redis ``SCAN MATCH`` pattern for this namespace's storage names of ``kind``
+        (``"value"``, ``"version"``, ``"batch"``, or ``None`` for all of them)."""
+        letter = "?" if kind is None else KINDS[kind]
+        # The tag has a fixed width, so no namespace or key can shift where this matches.
+        return f"{PREFIX}:{{{'?' * TAG_HEX}}}:{letter}:{_glob_escape(self._frame)}:*"
+
+    def clear(self) -> None:
+        """Forget the cached storage names (they are derived again on demand)."""
+        self._cache.clear()
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _single(frame: str, key: str) -> CacheKey:
-    # Cached: hot keys are read far more often than they change, and hashing dominates.
-    canonical = f"{frame}:{key}"
-    tag = hashlib.blake2b(canonical.encode(), digest_size=8).hexdigest()
-    return CacheKey(
-        key=key,
-        value=f"{PREFIX}:{{{tag}}}:v:{canonical}",
-        version=f"{PREFIX}:{{{tag}}}:g:{canonical}",
-    )
+def _glob_escape(text: str) -> str:
+    # Redis glob metacharacters in a namespace must match themselves.
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)

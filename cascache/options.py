@@ -12,6 +12,7 @@ from cascache.codec import Codec
 from cascache.errors import ConfigError
 from cascache.genstore import GenStore
 from cascache.hooks import Hooks
+from cascache.keys import canonical_namespace
 from cascache.mutator import KeyInvalidator, KeyReader, KeyWriter
 from cascache.provider import AddProvider, Provider
 
@@ -108,8 +109,10 @@ def validate(options: Options[V]) -> None:
     """Raise ``ConfigError`` naming the first thing wrong with ``options``."""
     if not isinstance(options, Options):
         raise ConfigError(f"cascache.new takes an Options, got {type(options).__name__}")
-    if not isinstance(options.namespace, str) or not options.namespace:
-        raise ConfigError(f"Options.namespace must be a non-empty str, got {options.namespace!r}")
+    try:
+        canonical_namespace(options.namespace)
+    except ValueError as exc:
+        raise ConfigError(f"Options.{exc}") from None
     for name in ("provider", "codec", "gen_store", "key_reader", "key_writer", "key_invalidator"):
         part = getattr(options, name)
         # A runtime-checkable protocol accepts the class itself; only instances work.

@@ -8,6 +8,7 @@ topologies only (``GENERIC``); round-trip budgets (DESIGN §3.8) on the Redis on
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
@@ -18,6 +19,7 @@ import redis
 import redis.cluster
 
 import cascache
+import cascache.keys
 from cascache import (
     CAS,
     BatchWriteResult,
@@ -1386,6 +1388,93 @@ def test_namespaces_do_not_collide(topology: Topology) -> None:
     fill(orders, "1", "order")
     orders.invalidate("1")
     assert users.get("1") == Hit("ada")
+
+
+# -- canonical keys (DESIGN §3.11) --------------------------------------------------------------
+
+
+class Color(str, enum.Enum):  # noqa: UP042 - the mixin is the point: its f-string is not its value
+    """A key type users write: its ``str()`` and f-string are ``Color.RED``, its value ``red``."""
+
+    RED = "red"
+
+
+class Shade(enum.StrEnum):
+    RED = "red"
+
+
+class Hostile(str):
+    """A key whose ``__str__``, ``__format__`` and ``encode`` all disagree with its value."""
+
+    def __str__(self) -> str:
+        return "hostile"
+
+    def __format__(self, spec: str) -> str:
+        return "formatted"
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return b"encoded"
+
+
+SPELLINGS: list[Callable[[str], str]] = [str, Hostile, Color, Shade]
+
+
+def _forget_storage_names() -> None:
+    """What another process, or eviction from a bounded name cache, amounts to.
+
+    Before keys were canonical, storage names lived in one process-wide cache; emptying it
+    is what a second process starting cold looks like. (Caches are per instance now.)
+    """
+    cached = getattr(cascache.keys, "_single", None)
+    if cached is not None:
+        cached.cache_clear()
+
+
+def test_a_str_enum_key_and_its_value_are_one_key(topology: Topology) -> None:
+    """The stale path that escaped the model: one key spelt two ways reached two entries."""
+    reader, writer = topology(), topology()  # node 0 twice: two processes on one store
+    assert reader.get_or_load(Color.RED, lambda: "old") == "old"
+    _forget_storage_names()
+    writer.invalidate("red")
+    _forget_storage_names()
+    assert reader.get(Color.RED) is None
+    assert reader.get("red") is None
+    assert writer.get(Color.RED) is None
+
+
+@pytest.mark.parametrize("spell", range(len(SPELLINGS)), ids=lambda i: SPELLINGS[i].__name__)
+def test_every_path_uses_the_canonical_key(topology: Topology, spell: int) -> None:
+    a = topology(namespace=Hostile("ns"))
+    b = topology(namespace="ns")
+
+    def red(offset: int = 0) -> str:
+        return SPELLINGS[(spell + offset) % len(SPELLINGS)]("red")
+
+    assert a.get_or_load(red(), lambda: 1) == 1
+    assert b.get(red(1)) == Hit(1)
+    versions = b.snapshot_versions([red(2), "blue"])
+    assert [type(key) for key in versions] == [str, str]
+    stored = a.set_if_versions(
+        [VersionedValue(red(3), 2, versions["red"]), VersionedValue("blue", 3, versions["blue"])]
+    )
+    assert stored.outcome is WriteOutcome.STORED
+    assert b.get_many([red(1), "blue"]) == ({"red": 2, "blue": 3}, [])
+    b.invalidate(red(2))
+    assert a.get(red()) is None
+    assert b.get("red") is None
+    values, missing = a.get_many(["blue", red(3)])
+    assert (values, missing) == ({"blue": 3}, ["red"])
+    assert [type(key) for key in missing] == [str]
+    assert a.set_if_version(red(1), 9, versions["red"]).outcome is MISMATCH
+    asked: list[list[str]] = []
+
+    def load(keys: list[str]) -> dict[str, int]:
+        asked.append(keys)
+        return {key: 4 for key in keys}
+
+    assert b.get_many_or_load([red(), "blue"], load) == {"red": 4, "blue": 3}
+    assert asked == [["red"]] and type(asked[0][0]) is str
+    assert a.get(red(2)) == Hit(4)
 
 
 # -- round trips (DESIGN §3.8) ---------------------------------------------------------------------

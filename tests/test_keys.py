@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import random
 import re
 
@@ -10,7 +11,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
-from cascache.keys import PREFIX, CacheKey, KeySpace, check_key
+from cascache.keys import KEY_CACHE_SIZE, PREFIX, CacheKey, KeySpace, canonical_key
+from tests.conftest import AnyRedis
 
 names = st.text(min_size=1, max_size=12)
 pairs = st.tuples(names, names)
@@ -112,14 +114,14 @@ def test_batch_key_depends_on_namespace_and_differs_from_singles() -> None:
     assert KeySpace("x").batch(["a"]) != KeySpace("x").single("a").value
 
 
-def test_check_key() -> None:
-    assert check_key("get", "k") == "k"
+def test_canonical_key() -> None:
+    assert canonical_key("get", "k") == "k"
     with pytest.raises(TypeError, match=r"cascache get: keys are str, got int 1"):
-        check_key("get", 1)
+        canonical_key("get", 1)
     with pytest.raises(TypeError, match="bytes"):
-        check_key("get", b"k")
+        canonical_key("get", b"k")
     with pytest.raises(ValueError, match=r"cascache invalidate: the empty string"):
-        check_key("invalidate", "")
+        canonical_key("invalidate", "")
 
 
 @pytest.mark.parametrize("namespace", ["", None, 1, b"ns"])
@@ -130,5 +132,89 @@ def test_keyspace_needs_a_namespace(namespace: object) -> None:
 
 def test_a_key_that_is_not_unicode_text_is_refused() -> None:
     with pytest.raises(ValueError, match="not valid Unicode"):
-        check_key("get", "\ud800")
-    assert check_key("get", "ключ") == "ключ"
+        canonical_key("get", "\ud800")
+    assert canonical_key("get", "ключ") == "ключ"
+
+
+class Hostile(str):
+    """Equal to (and hashing like) its value, but every other spelling of it disagrees."""
+
+    def __str__(self) -> str:
+        return "hostile"
+
+    def __format__(self, spec: str) -> str:
+        return "formatted"
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return b"encoded"
+
+
+class Mixed(str, enum.Enum):  # noqa: UP042 - the mixin is the point: its f-string is not its value
+    A = "a"
+
+
+def spellings(text: str) -> list[str]:
+    """The plain string, a hostile subclass, and a ``StrEnum`` member whose value it is."""
+    member: str = enum.StrEnum("Spelt", {"M": text}).M  # type: ignore[attr-defined]
+    return [text, Hostile(text), member]
+
+
+@given(names, names)
+def test_every_spelling_of_a_key_is_its_plain_value(namespace: str, key: str) -> None:
+    plain = KeySpace(namespace)
+    for spelt in spellings(key):
+        canonical = canonical_key("get", spelt)
+        assert type(canonical) is str and canonical == key
+        for ns in spellings(namespace):
+            ks = KeySpace(ns)
+            assert type(ks.namespace) is str and ks.namespace == namespace
+            assert ks.single(canonical) == plain.single(key)
+            assert ks.single(spelt) == plain.single(key)  # even past the API boundary
+            assert type(ks.single(spelt).key) is str
+            assert ks.batch([spelt, "z"]) == plain.batch([key, "z"])
+
+
+def test_a_mixed_in_str_enum_is_its_value() -> None:
+    assert f"{Mixed.A}" == "Mixed.A"  # what string formatting would have used
+    assert canonical_key("get", Mixed.A) == "a"
+    assert KeySpace("n").single(Mixed.A) == KeySpace("n").single("a")
+
+
+def test_storage_names_are_cached_per_instance_and_bounded() -> None:
+    ks = KeySpace("bounded")
+    first = ks.single("k0")
+    for i in range(1, KEY_CACHE_SIZE + 50):
+        ks.single(f"k{i}")
+    assert len(ks._cache) == KEY_CACHE_SIZE
+    assert ks.single("k0") == first  # derived again, the same names
+    ks.clear()
+    assert not ks._cache
+    assert KeySpace("bounded")._cache == {}  # nothing shared between instances
+
+
+@pytest.mark.parametrize("backend", ["fake_redis", "real_redis"])
+@pytest.mark.parametrize("namespace", ["ns", "a*", "a?b", "x[1]", "back\\slash", "2:ns", "n"])
+def test_scan_pattern_finds_exactly_the_namespace(
+    backend: str, namespace: str, request: pytest.FixtureRequest
+) -> None:
+    client: AnyRedis = request.getfixturevalue(backend)
+    ours = KeySpace(namespace)
+    # Neighbours whose names contain ours, or could match a careless glob.
+    neighbours = [KeySpace(ns) for ns in ("ns", "a", "ab", "a?b", "x1", "2", "n", "ns:2")]
+    keys = ["k", "k:v:2:ns:k", f"v:{len(namespace)}:{namespace}:k"]
+    for space in [ours, *neighbours]:
+        for key in keys:
+            ck = space.single(key)
+            client.set(ck.value, b"v")
+            client.set(ck.version, b"g")
+        client.set(space.batch(keys), b"b")
+    expected = {ours.single(k).value for k in keys}
+    assert _scan(client, ours.pattern("value")) == expected
+    assert _scan(client, ours.pattern("version")) == {ours.single(k).version for k in keys}
+    assert _scan(client, ours.pattern("batch")) == {ours.batch(keys)}
+    everything = _scan(client, ours.pattern())
+    assert everything == expected | {ours.single(k).version for k in keys} | {ours.batch(keys)}
+
+
+def _scan(client: AnyRedis, pattern: str) -> set[str]:
+    return {name.decode() for name in client.scan_iter(match=pattern, count=1000)}
