@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from cascache.core import SingleCore, check_version, join_keys
 from cascache.effects import Effect, Step, perform
-from cascache.errors import CascacheError, CodecError, OpError, WireError
+from cascache.errors import CascacheError, OpError, WireError
 from cascache.fence import Version, new_fence
 from cascache.genstore import LocalGenStore
 from cascache.hooks import call_hook
@@ -203,35 +203,28 @@ class Core(SingleCore[V]):
         fresh: list[tuple[CacheKey, Member]] = []
         rejected: list[str] = []
         verdicts = self.servable(members, [fences[m.key] for m in members])
-        for member, value in zip(members, verdicts, strict=True):
-            if value is None:
-                rejected.append(member.key)
+        for member, verdict in zip(members, verdicts, strict=True):
+            if isinstance(verdict, str):
+                rejected.append(f"{member.key} ({verdict})")
             else:
-                served[member.key] = value[0]
+                served[member.key] = verdict[0]
                 fresh.append((cks[member.key], member))
         if rejected:
-            yield from self.drop_batch(wanted, name, f"members not servable: {join_keys(rejected)}")
+            reasons = "; ".join(rejected)
+            yield from self.drop_batch(wanted, name, f"members not servable: {reasons}")
         yield from self.seed_after_read(fresh)
         return served
 
     def servable(
         self, members: Sequence[Member], fences: Sequence[Version | None]
-    ) -> list[tuple[V] | None]:
-        """Judge every member against its own current fence (DESIGN §3.7)."""
-        return [self.accept_member(m, f) for m, f in zip(members, fences, strict=True)]
-
-    def accept_member(self, member: Member, fence: Version | None) -> tuple[V] | None:
-        """A batch member's value (in a 1-tuple, so ``None`` values survive) if servable."""
-        if fence is None or member.fence != fence:
-            return None
-        try:
-            value = self.codec.decode(member.payload)
-        except CodecError:
-            return None
+    ) -> list[tuple[V] | str]:
+        """Judge every member against its own current fence (DESIGN §3.7), by the same rule
+        as a single entry: each verdict is the member's value in a 1-tuple, or why not."""
         guard = self.options.batch_read_guard
-        if guard is not None and not self.run_guard("get_many", member.key, guard, value):
-            return None
-        return (value,)
+        return [
+            self.verdict("get_many", m.key, m.fence, fence, m.payload, guard)
+            for m, fence in zip(members, fences, strict=True)
+        ]
 
     def drop_batch(self, wanted: Sequence[str], name: str, reason: str) -> Step[None]:
         """Delete a batch entry that could not be served whole, and report it."""

@@ -35,6 +35,7 @@ single-key step as one atomic effect instead, with the same meaning.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from enum import StrEnum
 from typing import Generic, TypeVar
 
 from cascache.codec import Codec
@@ -52,6 +53,21 @@ from cascache.wire import decode_single, encode_single
 
 V = TypeVar("V")
 R = TypeVar("R")
+
+
+class Refusal(StrEnum):
+    """Why an entry or a batch member is not served: the start of every self-heal reason."""
+
+    STALE = "stale version"
+    """Stamped with a fence that is no longer the key's current fence."""
+    LOST = "version lost"
+    """The key has no current fence (evicted, expired or lost version state)."""
+    CORRUPT = "corrupt entry"
+    """The bytes are not a well-formed frame (or their checksum does not match)."""
+    UNDECODABLE = "undecodable value"
+    """A well-formed, current frame whose payload the codec refuses."""
+    GUARD = "rejected by read_guard"
+    """The caller's read guard (or batch read guard) said no."""
 
 
 class SingleCore(Generic[V]):
@@ -321,17 +337,35 @@ class SingleCore(Generic[V]):
         try:
             stamp, payload = decode_single(frame)
         except WireError as exc:
-            return None, f"corrupt entry: {exc}"
-        if current is None or stamp != current:
-            return None, "version lost" if current is None else "stale version"
+            return None, f"{Refusal.CORRUPT}: {exc}"
+        verdict = self.verdict(op, ck.key, stamp, current, payload, self.options.read_guard)
+        if isinstance(verdict, str):
+            return None, verdict
+        return Hit(verdict[0]), None
+
+    def verdict(
+        self,
+        op: str,
+        key: str,
+        stamp: Version,
+        current: Version | None,
+        payload: bytes,
+        guard: Callable[[str, V], bool] | None,
+    ) -> tuple[V] | str:
+        """The freshness rule, for single entries and batch members alike: the value (in a
+        1-tuple, so ``None`` survives) if ``stamp`` is the current fence, the payload
+        decodes and the guard approves; otherwise why not (a :class:`Refusal`, with detail)."""
+        if current is None:
+            return Refusal.LOST
+        if stamp != current:
+            return Refusal.STALE
         try:
             value = self.codec.decode(payload)
         except CodecError as exc:
-            return None, f"undecodable value: {exc}"
-        guard = self.options.read_guard
-        if guard is not None and not self.run_guard(op, ck.key, guard, value):
-            return None, "rejected by read_guard"
-        return Hit(value), None
+            return f"{Refusal.UNDECODABLE}: {exc}"
+        if guard is not None and not self.run_guard(op, key, guard, value):
+            return Refusal.GUARD
+        return (value,)
 
     def run_guard(self, op: str, key: str, guard: Callable[[str, V], bool], value: V) -> bool:
         """Call a read guard; its own exceptions become an ``OpError`` naming the key."""

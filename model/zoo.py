@@ -283,11 +283,11 @@ class FirstMemberOnly(Core[V]):
 
     def servable(
         self, members: Sequence[Member], fences: Sequence[Version | None]
-    ) -> list[tuple[V] | None]:
+    ) -> list[tuple[V] | str]:
         verdicts = super().servable(members, fences)
-        if not verdicts or verdicts[0] is None:
+        if not verdicts or isinstance(verdicts[0], str):
             return verdicts
-        rest: list[tuple[V] | None] = [(self.codec.decode(m.payload),) for m in members[1:]]
+        rest: list[tuple[V] | str] = [(self.codec.decode(m.payload),) for m in members[1:]]
         return [verdicts[0], *rest]
 
 

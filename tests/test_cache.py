@@ -552,8 +552,22 @@ def test_get_many_member_invalidated(topology: Topology) -> None:
     assert found == {k: v for k, v in values.items() if k != NAMES[1]}
     # The entry was not served whole, so it is dropped and the rest fall back to singles.
     assert batch_bytes(cache, NAMES) is None
-    assert [keys for keys, _ in hooks.of("batch_rejected")] == [NAMES]
+    assert hooks.of("batch_rejected") == [
+        (NAMES, f"members not servable: {NAMES[1]} (stale version)")
+    ]
     assert cache.get_many(NAMES) == ({}, NAMES)
+
+
+def test_refused_batch_members_say_why(topology: Topology) -> None:
+    hooks = Recorder()
+    cache = topology(batch_write_seed="off", hooks=hooks)
+    fill_batch(cache, {"a": 1, "b": 2, "c": 3})
+    cache.invalidate("a")
+    topology.lose_version("c")
+    assert cache.get_many(["a", "b", "c"]) == ({"b": 2}, ["a", "c"])
+    assert hooks.of("batch_rejected") == [
+        (["a", "b", "c"], "members not servable: a (stale version); c (version lost)")
+    ]
 
 
 def test_get_many_member_invalidated_falls_back_to_singles(topology: Topology) -> None:
