@@ -1,28 +1,51 @@
 """The interleaving model: concurrent readers, fillers, writers and invalidators as rules.
 
-Each rule either starts a process (an operation of the *production* protocol code, wrapped
-in a :class:`cascache.effects.Process`), advances one in-flight process by exactly one
-effect (optionally failing it, or applying it and failing the reply), or injects a fault
-into the stores. Hypothesis chooses the rules, so it chooses the interleaving, and shrinks
-a failure to a short one.
+Each rule either starts a process (a public operation of the *production* protocol code,
+wrapped in a :class:`cascache.effects.Process`), advances one in-flight process by exactly
+one effect (optionally failing it, or applying it and failing the reply), or injects a
+fault into the stores. Hypothesis chooses the rules, so it chooses the interleaving, and
+shrinks a failure to a short one.
 
-Checked (DESIGN §4):
+The model never re-implements the protocol: it learns what an operation did by watching
+the effects the operation yields (which fence a snapshot returned, which keys a version
+read covered, which keys the source handed out, whether a write reported stored).
 
-* **FRESH** and **integrity**, on every completed read, by the history checker.
-* **State invariant**, after every step: a stored single entry or batch member whose stamp
-  is its key's current fence holds an index >= the key's floor.
-* **Write contract**: a conditional write that reports ``stored`` saw its observed fence
-  current at some effect of the write call.
+Checked (DESIGN §4), each a named property in the failure message:
+
+* **FRESH** and **integrity**, on every completed read (``get``, ``get_many``,
+  ``get_or_load``, ``get_many_or_load``), by the history checker; integrity also refuses
+  a result keyed by anything but the plain ``str`` of a requested key, and a stored entry
+  (not planted by a fault) that holds another key's row or an undecodable payload.
+* **fail-closed**, on every completed read: a key served from the cache (not loaded from
+  the source by the same call) had its current fence delivered to the call by a version
+  read that succeeded. A failed or lost version reply serves nothing for its keys.
+* **State invariant**, after every write effect and every rule: a stored single entry or
+  batch member whose stamp is its key's current fence holds an index >= the key's floor.
+* **Provenance**, after every write effect and every rule: an entry or batch member
+  stamped with fence f holds a row loaded while f was already current. The model records
+  when each fence was first current (it reads every fence after every effect); a row
+  loaded after that time has an index >= the index committed then, so a lower index
+  means the value was loaded before its stamp existed.
+* **Write contract**, at every write effect of every operation that stores (``fill``,
+  ``batch_fill``, ``get_or_load``, ``get_many_or_load``): a write that stored, after the
+  operation loaded the source, comes after some effect before which every fence the
+  operation had snapshotted was current; and a fill that *reports* stored saw the same.
 * **Liveness**: with nothing else running, a fill followed by a get hits (and the same for
   a batch fill followed by ``get_many``).
+
+Keys are drawn per operation as the plain ``str`` or as another spelling equal to it (a
+``str``-mixin enum member, a ``str`` subclass whose ``str()`` and ``format()`` lie), so a
+library that does not reduce keys to one plain string at its boundary is caught. Every
+topology also has an alias node whose namespace collides with the main one under naive
+joining (:mod:`model.topology`); integrity sees a row of the wrong key if names collide.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, NoReturn
 
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -34,20 +57,44 @@ from hypothesis.stateful import (
 )
 
 from cascache.batch import Core
+from cascache.core import Refusal
 from cascache.effects import Effect, Process, Step, drive, perform
 from cascache.errors import WireError
 from cascache.fence import Version
+from cascache.hooks import Hooks, fan_out
 from cascache.results import BatchWriteResult, Hit, VersionedValue, WriteResult
-from cascache.wire import decode_batch, decode_single
+from cascache.wire import decode_batch, decode_single, encode_single
 
+from .coverage import Coverage, member_refusals, path_of, refusal_of
 from .history import History, Op, Violation
-from .oracle import ROW_CODEC, Database, Row
-from .topology import CoreFactory, Topology
+from .oracle import ROW_CODEC, Database, KeyName, LyingKey, Row, plain, spell
+from .topology import CoreFactory, Space, Topology
 
 KEYS = ("a", "b", "c")
+"""The base keys; the alias namespace uses them with the prefix ``x:``."""
 MAX_PROCS = 4
-FAULTS = frozenset({"step", "evict", "corrupt", "lose_version", "clock", "failover"})
+FAULTS = frozenset(
+    {
+        "step",
+        "evict",
+        "corrupt",
+        "lose_version",
+        "clock",
+        "failover",
+        "outage",
+        "writeback",
+    }
+)
 """Every fault family the model knows; a machine enables a subset."""
+
+SNAPSHOTS = frozenset({"snapshot", "snapshot_many"})
+"""Version-store effects that return the fences a filler will write under."""
+VERSION_READS = frozenset({"current", "current_many", "snapshot", "snapshot_many"})
+"""Version-store effects whose reply carries the current fence of every key they touch."""
+BOTH_READS = frozenset({"read", "read_many", "read_batch"})
+"""One-server effects (values and versions together) whose reply carries fences."""
+WRITES = {("values", "set"), ("values", "add"), ("redis", "write_if_version")}
+"""(target, op) of the effects that store an entry; each returns whether it stored."""
 
 
 class FaultInjected(ConnectionError):
@@ -55,16 +102,15 @@ class FaultInjected(ConnectionError):
 
 
 @dataclass
-class Ctx:
-    """What a fill process tells the model about itself while it runs."""
-
-    phase: str = "read"
-    observed: dict[str, Version] = field(default_factory=dict)
-
-
-@dataclass
 class Proc:
-    """One in-flight operation."""
+    """One in-flight operation, and what the model learnt from its effects so far.
+
+    ``phase`` turns from ``"read"`` to ``"write"`` when the operation loads the source;
+    ``observed`` maps a version storage name to the fence a snapshot returned before that;
+    ``fenced`` holds the keys whose current fence a version read delivered; ``loaded`` the
+    keys the source handed out to it (noted by the model's loader, whatever key the
+    library passed).
+    """
 
     id: int
     label: str
@@ -72,31 +118,30 @@ class Proc:
     keys: tuple[str, ...]
     process: Process[object]
     op: Op | None = None
-    ctx: Ctx = field(default_factory=Ctx)
+    phase: str = "read"
+    observed: dict[str, Version] = field(default_factory=dict)
     saw_current: bool = False
+    fenced: set[str] = field(default_factory=set)
+    loaded: set[str] = field(default_factory=set)
 
 
 class ModelFailure(AssertionError):
     """A property broke; the message holds the property and the numbered trace."""
 
 
-def fill(core: Core[Row], key: str, db: Database, ctx: Ctx) -> Step[WriteResult]:
+def fill(core: Core[Row], key: str, load: Callable[[], Row]) -> Step[WriteResult]:
     """The read-miss fill path of the seed, composed from the production steps."""
     version = yield from core.snapshot_version(key)
-    row = yield from perform(Effect("source", "load", (key,), lambda: db.read(key)))
-    ctx.observed, ctx.phase = {key: version}, "write"
+    row = yield from perform(Effect("source", "load", (key,), load))
     return (yield from core.set_if_version(key, row, version, None))
 
 
 def batch_fill(
-    core: Core[Row], keys: Sequence[str], db: Database, ctx: Ctx
+    core: Core[Row], keys: Sequence[str], load: Callable[[], Mapping[str, Row]]
 ) -> Step[BatchWriteResult]:
     """The batch fill path of the seed: snapshot_versions, load, set_if_versions."""
     versions = yield from core.snapshot_versions(keys)
-    rows = yield from perform(
-        Effect("source", "load", tuple(keys), lambda: {k: db.read(k) for k in keys})
-    )
-    ctx.observed, ctx.phase = dict(versions), "write"
+    rows = yield from perform(Effect("source", "load", tuple(keys), load))
     items = [VersionedValue(k, rows[k], versions[k]) for k in keys]
     return (yield from core.set_if_versions(items, None))
 
@@ -109,11 +154,14 @@ KINDS = (
     "invalidate",
     "get_many",
     "batch_fill",
+    "get_many_or_load",
     "quiet",
     "inject",
+    "alias",
 )
 """The rule families an example may enable (swarm testing: each example enables a subset,
-which makes the rare combinations a race needs far more likely than uniform choice)."""
+which makes the rare combinations a race needs far more likely than uniform choice).
+``alias`` puts the alias node (a second namespace over the same stores) in play."""
 
 WIDE = st.integers(0, 2**16 - 1)
 """Choices are drawn wide and folded modulo what is in play (nodes, keys, processes):
@@ -122,13 +170,19 @@ the oldest process" far likelier than the rest, and hide every race on the other
 
 node_ids = WIDE
 keys_st = WIDE
+"""A drawn key number picks the key (modulo the keys in play) and its spelling."""
 outcomes = st.sampled_from(["ok", "ok", "ok", "fail", "applied"])
 """How an effect ends: performed, failed (not applied), or applied with the reply lost."""
 INJECTIONS = {
     "evict": "evict",
     "corrupt": "corrupt",
+    "swap": "corrupt",
+    "splice": "corrupt",
+    "foreign": "corrupt",
+    "writeback": "writeback",
     "lose_version": "lose_version",
     "lose_all_versions": "lose_version",
+    "outage": "outage",
     "tick": "clock",
     "replicate": "failover",
     "failover": "failover",
@@ -138,6 +192,8 @@ aheads = st.integers(0, 3)
 """How many effects a new process runs at once (shortens the rule sequence a race needs)."""
 key_sets = st.tuples(WIDE, WIDE)
 """(size, order): folded into an ordered subset of at least two of the keys in play."""
+REMEMBERED = 6
+"""Frames remembered per storage slot, for the ``writeback`` and ``corrupt`` faults."""
 
 
 @dataclass
@@ -150,29 +206,68 @@ class Tally:
     first_failure: int | None = None
 
 
+@dataclass(frozen=True)
+class Slot:
+    """What a storage name holds: a single entry of ``keys[0]`` or a batch of ``keys``."""
+
+    space: Space
+    batch: bool
+    keys: tuple[str, ...]
+
+
 class CacheModel(RuleBasedStateMachine):
     """The model over one topology. Subclass with :func:`machine_for`."""
 
     build: ClassVar[Callable[[CoreFactory], Topology]]
     core: ClassVar[CoreFactory] = Core
     faults: ClassVar[frozenset[str]] = FAULTS
+    kinds_allowed: ClassVar[frozenset[str]] = frozenset(KINDS)
+    """The rule families examples may draw from (a targeted run narrows them)."""
+    max_keys: ClassVar[int] = len(KEYS)
+    swarm: ClassVar[bool] = True
+    """Each example enables a random subset of the allowed families (off: all of them)."""
     tally: ClassVar[Tally] = Tally()
+    coverage: ClassVar[Coverage] = Coverage()
 
     def __init__(self) -> None:
         super().__init__()
         self.topo = type(self).build(type(self).core)
-        self.db = Database(KEYS)
+        for cache in self.topo.nodes:
+            # The library's own reports of what it refused to serve, for the coverage.
+            cache.core.hooks = fan_out(cache.core.hooks, _Refusals(self))
+        spaces = self.topo.spaces
+        self.db = Database(space.prefix + key for space in spaces for key in KEYS)
         self.history = History(self.db.commits)
         self.now = 1
         self.ids = itertools.count(1)
         self.procs: list[Proc] = []
         self.trace: list[str] = []
-        self.batch_sets: set[tuple[str, ...]] = set()
         self.stats = {"effects": 0, "faults": 0}
         self.kinds: frozenset[str] = frozenset(KINDS)
         self.active = type(self).faults
         self.nkeys = len(KEYS)
-        self._names = self._storage_names()
+        self.outage = 0
+        """Rules left in the current version-store outage."""
+        self.stepping: Proc | None = None
+        """The process whose effect runs now (the source notes what it hands out to it)."""
+        # Storage names: what each holds, and which key each version name belongs to.
+        self.slots: dict[str, Slot] = {}
+        self.version_of: dict[str, str] = {}
+        self.version_names: list[str] = []
+        for space in spaces:
+            for base in KEYS:
+                ck = space.keys.single(space.prefix + base)
+                self.slots[ck.value] = Slot(space, False, (ck.key,))
+                self.version_of[ck.version] = ck.key
+                self.version_names.append(ck.version)
+        self.batch_sets: set[tuple[int, tuple[str, ...]]] = set()
+        # What the stores held: fences as each node sees them, when each fence was first
+        # current, frames seen per slot, and frames a fault put there.
+        self.current: list[dict[str, Version | None]] = []
+        self.born: dict[tuple[str, Version], int] = {}
+        self.frames: dict[tuple[int, str], list[bytes]] = {}
+        self.planted: dict[tuple[int, str], bytes] = {}
+        self._refresh(0)
 
     def teardown(self) -> None:
         tally = type(self).tally
@@ -188,11 +283,16 @@ class CacheModel(RuleBasedStateMachine):
     )
     def configure(self, nkeys: int, kinds: set[str], faults: set[str]) -> None:
         """Choose which keys, rule families and faults this example uses."""
-        self.nkeys = nkeys
-        self.kinds = frozenset(kinds)
-        self.active = type(self).faults & frozenset(faults)
+        allowed = type(self).kinds_allowed
+        self.nkeys = min(nkeys, type(self).max_keys)
+        if type(self).swarm:
+            self.kinds = (frozenset(kinds) & allowed) or allowed
+            self.active = type(self).faults & frozenset(faults)
+        else:
+            self.kinds, self.active = allowed, type(self).faults
         self.trace.append(
-            f"  0  example uses keys {','.join(KEYS[:nkeys])}; rules {','.join(sorted(kinds))}; "
+            f"  0  example uses keys {','.join(KEYS[: self.nkeys])}; "
+            f"rules {','.join(sorted(self.kinds))}; "
             f"faults {','.join(sorted(self.active)) or 'none'}"
         )
 
@@ -200,36 +300,108 @@ class CacheModel(RuleBasedStateMachine):
         """Whether rule family ``kind`` is enabled and a process slot is free."""
         return kind in self.kinds and len(self.procs) < MAX_PROCS
 
-    def key(self, drawn: int) -> str:
-        """Fold a drawn number into one of the keys this example uses."""
-        return KEYS[drawn % self.nkeys]
+    # -- choosing nodes and keys ----------------------------------------------------------
 
-    def key_set(self, drawn: tuple[int, int]) -> tuple[str, ...]:
-        """Fold two drawn numbers into an ordered set of at least two keys in play."""
+    def _node(self, drawn: int) -> int:
+        """Fold a drawn number into a node in play (the alias node only with ``alias``)."""
+        return drawn % (self.topo.main_nodes + ("alias" in self.kinds))
+
+    def key(self, node: int, drawn: int) -> tuple[str, str]:
+        """Fold a drawn number into a key in play on ``node``: (plain key, as spelt)."""
+        name = self.topo.space_of(node).prefix + KEYS[drawn % self.nkeys]
+        return name, spell(name, drawn // len(KEYS))
+
+    def key_set(self, node: int, drawn: tuple[int, int]) -> tuple[tuple[str, ...], list[str]]:
+        """Fold two drawn numbers into an ordered set of at least two keys in play on
+        ``node``: (plain keys, as spelt, one spelling per member)."""
         size, order = drawn
         orders = list(itertools.permutations(KEYS[: self.nkeys]))
-        chosen = orders[order % len(orders)]
-        return chosen[: 2 + size % (self.nkeys - 1)]
+        prefix = self.topo.space_of(node).prefix
+        names = tuple(
+            prefix + k for k in orders[order % len(orders)][: 2 + size % (self.nkeys - 1)]
+        )
+        spelt = [spell(name, size >> (4 + 2 * i)) for i, name in enumerate(names)]
+        space = self.topo.spaces.index(self.topo.space_of(node))
+        self._batch_set(space, names)
+        return names, spelt
+
+    def stored_set(
+        self, node: int, drawn: tuple[int, int], aim: bool
+    ) -> tuple[int, tuple[str, ...], list[str]]:
+        """(node, plain keys, as spelt) for a batch read: with ``aim``, the member set of a
+        batch entry some value store holds, on a node that reads that store; else as
+        :meth:`key_set` folds ``drawn`` on the drawn node.
+
+        A batch entry is served only to a read of exactly its member set, on a node that
+        reads the store holding it; drawn uniformly, that is a long shot."""
+        size, order = drawn
+        at = self._node(node)
+        if aim:
+            held = [
+                (reader, slot)
+                for name, slot in self.slots.items()
+                if slot.batch
+                for store in range(self.topo.value_stores())
+                for reader in self.topo.readers(store)
+                if reader in slot.space.nodes
+                and self._node(reader) == reader
+                and self.topo.raw(store, name) is not None
+            ]
+            if held:
+                at, slot = held[order % len(held)]
+                orders = list(itertools.permutations(slot.keys))
+                names = orders[size % len(orders)]
+                return at, names, [spell(n, order >> (4 + 2 * i)) for i, n in enumerate(names)]
+        return (at, *self.key_set(at, drawn))
+
+    def stored_key(self, node: int, drawn: int, aim: bool) -> tuple[int, str, str]:
+        """(node, plain key, as spelt) for a single-key read: with ``aim``, a key whose
+        single entry some value store holds, on a node that reads that store; else as
+        :meth:`key` folds ``drawn`` on the drawn node.
+
+        Refusals (stale, lost, corrupt, undecodable) and hazards happen only where a read
+        meets a stored entry; drawn uniformly, most reads meet an empty slot."""
+        at = self._node(node)
+        if aim:
+            held = [
+                (reader, slot)
+                for name, slot in self.slots.items()
+                if not slot.batch
+                for store in range(self.topo.value_stores())
+                for reader in self.topo.readers(store)
+                if reader in slot.space.nodes
+                and self._node(reader) == reader
+                and self.topo.raw(store, name) is not None
+            ]
+            if held:
+                at, slot = held[drawn % len(held)]
+                return at, slot.keys[0], spell(slot.keys[0], drawn // 7)
+        return (at, *self.key(at, drawn))
+
+    def _batch_set(self, space: int, names: Sequence[str]) -> None:
+        members = tuple(sorted(names))
+        if (space, members) not in self.batch_sets:
+            self.batch_sets.add((space, members))
+            where = self.topo.spaces[space]
+            self.slots[where.keys.batch(members)] = Slot(where, True, members)
 
     # -- processes ----------------------------------------------------------------------
-
-    def _node(self, node: int) -> int:
-        return node % len(self.topo.nodes)
 
     def _start(
         self,
         label: str,
         node: int,
         keys: Sequence[str],
-        make: Callable[[Ctx], Step[object]],
-        record: str | None = None,
+        spelt: Sequence[str],
+        make: Callable[[], Step[object]],
+        record: bool = False,
         ahead: int = 0,
     ) -> None:
-        node = self._node(node)
-        ctx = Ctx()
-        op = self.history.invoke(record, node, keys, self.now) if record else None
-        proc = Proc(next(self.ids), label, node, tuple(keys), Process(make(ctx)), op, ctx)
-        self.trace.append(f"{self.now:>3}  p{proc.id} n{node} starts {label}({','.join(keys)})")
+        op = self.history.invoke(label, node, keys, self.now) if record else None
+        proc = Proc(next(self.ids), label, node, tuple(keys), Process(make()), op)
+        self.trace.append(
+            f"{self.now:>3}  p{proc.id} n{node} starts {label}({','.join(map(_spelling, spelt))})"
+        )
         self.now += 1
         self.procs.append(proc)
         self._settle(proc)
@@ -239,89 +411,136 @@ class CacheModel(RuleBasedStateMachine):
             self._step(proc, "ok")
 
     @precondition(lambda self: self.on("get"))
-    @rule(node=node_ids, key=keys_st, ahead=aheads)
-    def start_get(self, node: int, key: int, ahead: int) -> None:
-        """A reader calls ``get``."""
-        name = self.key(key)
-        core = self.topo.nodes[self._node(node)].core
-        self._start("get", node, [name], lambda _: core.get(name), record="get", ahead=ahead)
+    @rule(node=node_ids, key=keys_st, ahead=aheads, aim=st.booleans())
+    def start_get(self, node: int, key: int, ahead: int, aim: bool = False) -> None:
+        """A reader calls ``get`` (with ``aim``, of a key whose entry a store holds)."""
+        at, name, spelt = self.stored_key(node, key, aim)
+        core = self.topo.nodes[at].core
+        self._start("get", at, [name], [spelt], lambda: core.get(spelt), True, ahead)
 
     @precondition(lambda self: self.on("fill"))
     @rule(node=node_ids, key=keys_st, ahead=aheads)
     def start_fill(self, node: int, key: int, ahead: int) -> None:
         """A reader that missed fills: snapshot, load the source, conditional store."""
-        name = self.key(key)
-        core = self.topo.nodes[self._node(node)].core
-        self._start("fill", node, [name], lambda ctx: fill(core, name, self.db, ctx), ahead=ahead)
+        at = self._node(node)
+        name, spelt = self.key(at, key)
+        core = self.topo.nodes[at].core
+        load = self._loader(name)
+        self._start("fill", at, [name], [spelt], lambda: fill(core, spelt, load), ahead=ahead)
 
     @precondition(lambda self: self.on("get_or_load"))
-    @rule(node=node_ids, key=keys_st, ahead=aheads)
-    def start_get_or_load(self, node: int, key: int, ahead: int) -> None:
-        """A reader uses the ``get_or_load`` convenience (get, snapshot, load, store)."""
-        name = self.key(key)
-        core = self.topo.nodes[self._node(node)].core
+    @rule(node=node_ids, key=keys_st, ahead=aheads, aim=st.booleans())
+    def start_get_or_load(self, node: int, key: int, ahead: int, aim: bool = False) -> None:
+        """A reader uses ``get_or_load`` (get, else snapshot, load, conditional store; with
+        ``aim``, of a key whose entry a store holds)."""
+        at, name, spelt = self.stored_key(node, key, aim)
+        core = self.topo.nodes[at].core
+        load = self._loader(name)
         self._start(
             "get_or_load",
-            node,
+            at,
             [name],
-            lambda _: core.get_or_load(name, lambda: self.db.read(name), None),
-            record="get_or_load",
-            ahead=ahead,
+            [spelt],
+            lambda: core.get_or_load(spelt, load, None),
+            True,
+            ahead,
         )
 
     @precondition(lambda self: self.on("writer"))
-    @rule(node=node_ids, key=keys_st, ahead=aheads)
-    def start_writer(self, node: int, key: int, ahead: int) -> None:
-        """The seed's write path: commit to the source, then call ``invalidate``."""
-        name = self.key(key)
+    @rule(node=node_ids, key=keys_st, ahead=aheads, aim=st.booleans())
+    def start_writer(self, node: int, key: int, ahead: int, aim: bool = False) -> None:
+        """The seed's write path: commit to the source, then call ``invalidate`` (with
+        ``aim``, of a key an in-flight operation is working on: see :meth:`aimed`)."""
+        at, name, spelt = self.aimed(node, key, aim)
         index = self.db.write(name, self.now)
         self.history.commit(self.now, name, index)
         self.trace.append(f"{self.now:>3}  source commits {name}@{index}")
         self.now += 1
-        self._invalidate(node, name, ahead)
+        self._invalidate(at, name, spelt, ahead)
 
     @precondition(lambda self: self.on("invalidate"))
-    @rule(node=node_ids, key=keys_st, ahead=aheads)
-    def start_invalidate(self, node: int, key: int, ahead: int) -> None:
+    @rule(node=node_ids, key=keys_st, ahead=aheads, aim=st.booleans())
+    def start_invalidate(self, node: int, key: int, ahead: int, aim: bool = False) -> None:
         """An ``invalidate`` with no new commit before it (a retry, or a cautious writer)."""
-        self._invalidate(node, self.key(key), ahead)
+        self._invalidate(*self.aimed(node, key, aim), ahead)
 
-    def _invalidate(self, node: int, name: str, ahead: int) -> None:
-        core = self.topo.nodes[self._node(node)].core
+    def aimed(self, node: int, drawn: int, aim: bool) -> tuple[int, str, str]:
+        """(node, plain key, as spelt) for a writer: with ``aim``, a key of an in-flight
+        operation (on a node of its namespace), else as :meth:`key` folds ``drawn``.
+
+        A race needs the write and the operation on one key; drawn uniformly, the two
+        share a key only one time in (keys in play x namespaces in play)."""
+        at = self._node(node)
+        if not aim or not self.procs:
+            return (at, *self.key(at, drawn))
+        target = self.procs[drawn % len(self.procs)]
+        if target.node == self.topo.alias or at == self.topo.alias:
+            at = target.node
+        name = target.keys[drawn // 8 % len(target.keys)]
+        return at, name, spell(name, drawn // 3)
+
+    def _invalidate(self, node: int, name: str, spelt: str, ahead: int) -> None:
+        core = self.topo.nodes[node].core
         self._start(
-            "invalidate",
-            node,
-            [name],
-            lambda _: core.invalidate(name),
-            record="invalidate",
-            ahead=ahead,
+            "invalidate", node, [name], [spelt], lambda: core.invalidate(spelt), True, ahead
         )
 
     @precondition(lambda self: self.on("get_many") and self.nkeys > 1)
-    @rule(node=node_ids, keys=key_sets, ahead=aheads)
-    def start_get_many(self, node: int, keys: tuple[int, int], ahead: int) -> None:
-        """A reader calls ``get_many``."""
-        names = self.key_set(keys)
-        core = self.topo.nodes[self._node(node)].core
-        self.batch_sets.add(tuple(sorted(names)))
-        self._start(
-            "get_many", node, names, lambda _: core.get_many(names), record="get_many", ahead=ahead
-        )
+    @rule(node=node_ids, keys=key_sets, ahead=aheads, aim=st.booleans())
+    def start_get_many(
+        self, node: int, keys: tuple[int, int], ahead: int, aim: bool = False
+    ) -> None:
+        """A reader calls ``get_many`` (with ``aim``, of a stored batch: :meth:`stored_set`)."""
+        at, names, spelt = self.stored_set(node, keys, aim)
+        core = self.topo.nodes[at].core
+        self._start("get_many", at, names, spelt, lambda: core.get_many(spelt), True, ahead)
 
     @precondition(lambda self: self.on("batch_fill") and self.nkeys > 1)
     @rule(node=node_ids, keys=key_sets, ahead=aheads)
     def start_batch_fill(self, node: int, keys: tuple[int, int], ahead: int) -> None:
         """A reader fills several keys: snapshot_versions, load, set_if_versions."""
-        names = self.key_set(keys)
-        core = self.topo.nodes[self._node(node)].core
-        self.batch_sets.add(tuple(sorted(names)))
+        at = self._node(node)
+        names, spelt = self.key_set(at, keys)
+        core = self.topo.nodes[at].core
+        load = self._batch_loader(spelt)
         self._start(
-            "batch_fill",
-            node,
-            names,
-            lambda ctx: batch_fill(core, names, self.db, ctx),
-            ahead=ahead,
+            "batch_fill", at, names, spelt, lambda: batch_fill(core, spelt, load), ahead=ahead
         )
+
+    @precondition(lambda self: self.on("get_many_or_load") and self.nkeys > 1)
+    @rule(node=node_ids, keys=key_sets, ahead=aheads, aim=st.booleans())
+    def start_get_many_or_load(
+        self, node: int, keys: tuple[int, int], ahead: int, aim: bool = False
+    ) -> None:
+        """A reader uses ``get_many_or_load`` (get_many, then snapshot, load and store the
+        keys that missed; with ``aim``, of a stored batch: :meth:`stored_set`)."""
+        at, names, spelt = self.stored_set(node, keys, aim)
+        core = self.topo.nodes[at].core
+        self._start(
+            "get_many_or_load",
+            at,
+            names,
+            spelt,
+            lambda: core.get_many_or_load(spelt, self._load_many, None),
+            True,
+            ahead,
+        )
+
+    def _read(self, key: str) -> Row:
+        """The source of truth hands out ``key``'s row (noted for the process stepping)."""
+        if self.stepping is not None:
+            self.stepping.loaded.add(key)
+        return self.db.read(key)
+
+    def _loader(self, name: str) -> Callable[[], Row]:
+        return lambda: self._read(name)
+
+    def _batch_loader(self, spelt: Sequence[str]) -> Callable[[], dict[str, Row]]:
+        return lambda: {k: self._read(plain(k)) for k in spelt}
+
+    def _load_many(self, keys: list[str]) -> dict[str, Row]:
+        """The loader ``get_many_or_load`` calls with the keys that missed."""
+        return {k: self._read(plain(k)) for k in keys}
 
     @precondition(lambda self: bool(self.procs))
     @rule(pick=WIDE, fault=outcomes)
@@ -340,26 +559,100 @@ class CacheModel(RuleBasedStateMachine):
             self._step(proc, fault if "step" in self.active else "ok")
 
     def _step(self, proc: Proc, fault: str) -> None:
+        """Perform ``proc``'s pending effect (failed during an outage of its store), learn
+        what it did, and check what a write effect may have broken."""
         effect = proc.process.pending
         assert effect is not None
-        if proc.ctx.phase == "write" and self._observed_current(proc):
+        down = self.outage > 0 and effect.target in self.topo.outage_targets
+        if down:
+            fault = "applied" if fault == "applied" else "fail"
+        if proc.phase == "write" and self._observed_current(proc):
             proc.saw_current = True
+        type(self).coverage.effect(
+            proc.label, f"{effect.target}.{effect.op}", fault, self._hazard(proc)
+        )
+        self.stepping = proc
         if fault == "ok":
             seen = proc.process.step()
         else:
             self.stats["faults"] += 1
             seen = proc.process.step(FaultInjected(f"injected {fault}"), applied=fault == "applied")
+        self.stepping = None
         self.stats["effects"] += 1
         mark = (
-            "" if fault == "ok" else f"  !! {'applied, ' if fault == 'applied' else ''}reply lost"
+            ""
+            if fault == "ok"
+            else f"  !! {'outage, ' if down else ''}"
+            f"{'applied, ' if fault == 'applied' else ''}reply lost"
         )
         self.trace.append(
             f"{self.now:>3}  p{proc.id} n{proc.node} {proc.label}: "
             f"{effect.target}.{effect.op}({self._short(effect.keys)}) -> {self._describe(seen)}"
             f"{mark}"
         )
+        self._refresh(self.now)
+        if fault == "ok":
+            self._learn(proc, effect, seen)
+        if fault != "fail" and (effect.target, effect.op) in WRITES:
+            store = self.topo.store_of(proc.node)
+            self._audit(store, [name for name in effect.keys if name in self.slots])
         self.now += 1
         self._settle(proc)
+
+    def _hazard(self, proc: Proc) -> bool:
+        """Whether the store ``proc`` reads holds, for one of its keys, an entry or batch
+        member that would break FRESH if this read served it (coverage, not a check)."""
+        if proc.op is None or proc.op.kind == "invalidate":
+            return False
+        store = self.topo.store_of(proc.node)
+        for key in proc.keys:
+            floor, _ = self.history.floor(key, proc.op.invoked)
+            if floor <= 0:
+                continue
+            space = self.topo.space_of(proc.node)
+            for name in [space.keys.single(key).value, *self._batch_names(space, key)]:
+                for member, payload in _payloads(self.topo.raw(store, name)):
+                    if member in (None, key) and _index(payload) < floor:
+                        return True
+        return False
+
+    def refused(self, batch: bool, reason: str) -> None:
+        """The library refused an entry (or batch members) during the effect running now."""
+        proc = self.stepping
+        if proc is None:
+            return
+        path = path_of(proc.label, batch)
+        type(self).coverage.refused(path, member_refusals(reason) if batch else _one(reason))
+
+    def _learn(self, proc: Proc, effect: Effect[object], seen: object) -> None:
+        """What a performed effect tells the model about its process (nothing if it raised):
+        the fences a snapshot returned, the keys a version read covered, the keys the source
+        handed out; and a write that stored is held to the write contract."""
+        if isinstance(seen, BaseException):
+            return
+        if effect.target == "source":
+            proc.phase = "write"
+            return
+        if effect.target == "versions" and effect.op in SNAPSHOTS and proc.phase == "read":
+            fences = [seen] if effect.op == "snapshot" else seen
+            assert isinstance(fences, list)
+            proc.observed.update(zip(effect.keys, fences, strict=True))
+        replied = (effect.target == "versions" and effect.op in VERSION_READS) or (
+            effect.target == "redis"
+            and effect.op in BOTH_READS
+            and not (effect.op == "read_batch" and isinstance(seen, tuple) and seen[1] is None)
+        )
+        if replied:
+            proc.fenced.update(self.version_of[n] for n in effect.keys if n in self.version_of)
+        stored = (effect.target, effect.op) in WRITES and seen is True
+        if stored and proc.phase == "write" and not proc.saw_current:
+            self._fail(
+                "write contract",
+                f"p{proc.id} {proc.label}({','.join(proc.keys)}) stored "
+                f"{self._short(effect.keys)}, but the fences it snapshotted "
+                f"({self._fences(proc.observed)}) were not all current before any effect "
+                "since it loaded the source",
+            )
 
     def _settle(self, proc: Proc) -> None:
         """Record a finished process and check what can be checked at its response."""
@@ -374,6 +667,7 @@ class CacheModel(RuleBasedStateMachine):
             if error is None and proc.op.kind != "invalidate":
                 proc.op.served = self._served(proc)
                 self._report(self.history.check_read(proc.op))
+                self._fail_closed(proc)
         self.now += 1
         if error is None and proc.label in ("fill", "batch_fill"):
             result = proc.process.result
@@ -386,6 +680,7 @@ class CacheModel(RuleBasedStateMachine):
                 )
 
     def _served(self, proc: Proc) -> dict[str, Row]:
+        """The rows a finished read returned, by key (each key must be a plain ``str``)."""
         result = proc.process.result
         if proc.label == "get":
             assert result is None or isinstance(result, Hit)
@@ -393,14 +688,36 @@ class CacheModel(RuleBasedStateMachine):
         if proc.label == "get_or_load":
             assert isinstance(result, Row)
             return {proc.keys[0]: result}
-        assert isinstance(result, tuple)
-        values: dict[str, Row] = result[0]
+        if proc.label == "get_many":
+            assert isinstance(result, tuple)
+            result = result[0]
+        values = result
+        assert isinstance(values, dict)
+        spelt = [k for k in values if type(k) is not str]
+        if spelt:
+            self._fail(
+                "integrity",
+                f"p{proc.id} {proc.label} returned keys {spelt!r} that are not plain str "
+                "(a caller's lookup with the plain key misses them)",
+            )
         return dict(values)
 
+    def _fail_closed(self, proc: Proc) -> None:
+        """A key served from the cache had its current fence delivered to this call."""
+        assert proc.op is not None
+        blind = [key for key in proc.op.served if key not in proc.loaded and key not in proc.fenced]
+        if blind:
+            self._fail(
+                "fail-closed",
+                f"p{proc.id} {proc.label} on node {proc.node} served {','.join(blind)} from "
+                "the cache, but no version read of this call delivered its current fence",
+            )
+
     def _observed_current(self, proc: Proc) -> bool:
+        current = self.current[proc.node]
         return all(
-            self.topo.fence(proc.node, self.topo.keys.single(key).version) == fence
-            for key, fence in proc.ctx.observed.items()
+            (current[name] if name in current else self.topo.fence(proc.node, name)) == fence
+            for name, fence in proc.observed.items()
         )
 
     # -- liveness -------------------------------------------------------------------
@@ -408,19 +725,19 @@ class CacheModel(RuleBasedStateMachine):
     @rule(node=node_ids, key=keys_st)
     def fill_then_get_hits(self, node: int, key: int) -> None:
         """With nothing else running, a fill followed by a get serves the latest row."""
-        self._quiet_fill(node, self.key(key))
+        at = self._node(node)
+        self._quiet_fill(at, *self.key(at, key))
 
-    def _quiet_fill(self, node: int, key: str) -> None:
-        node = self._node(node)
+    def _quiet_fill(self, node: int, key: str, spelt: str) -> None:
         cache = self.topo.nodes[node]
-        result = drive(fill(cache.core, key, self.db, Ctx()))
+        result = drive(fill(cache.core, spelt, self._loader(key)))
         op = self.history.invoke("get", node, [key], self.now)
-        hit = cache.get(key)
+        hit = cache.get(spelt)
         op.returned, op.ok = self.now, True
         op.served = {} if hit is None else {key: hit.value}
         self.trace.append(
-            f"{self.now:>3}  n{node} quiet fill({key}) -> {result.outcome.value}; "
-            f"get -> {self._describe(hit)}"
+            f"{self.now:>3}  n{node} quiet fill({_spelling(spelt)}) -> "
+            f"{result.outcome.value}; get -> {self._describe(hit)}"
         )
         self.now += 1
         self._report(self.history.check_read(op))
@@ -431,18 +748,17 @@ class CacheModel(RuleBasedStateMachine):
     @rule(node=node_ids, keys=key_sets)
     def batch_fill_then_get_many_hits(self, node: int, keys: tuple[int, int]) -> None:
         """With nothing else running, a batch fill followed by ``get_many`` hits every key."""
-        self._quiet_batch_fill(node, self.key_set(keys))
+        at = self._node(node)
+        self._quiet_batch_fill(at, *self.key_set(at, keys))
 
-    def _quiet_batch_fill(self, node: int, keys: tuple[str, ...]) -> None:
-        node = self._node(node)
+    def _quiet_batch_fill(self, node: int, keys: tuple[str, ...], spelt: list[str]) -> None:
         cache = self.topo.nodes[node]
-        self.batch_sets.add(tuple(sorted(keys)))
-        result = drive(batch_fill(cache.core, keys, self.db, Ctx()))
+        result = drive(batch_fill(cache.core, spelt, self._batch_loader(spelt)))
         op = self.history.invoke("get_many", node, keys, self.now)
-        values, missing = cache.get_many(keys)
+        values, missing = cache.get_many(spelt)
         op.returned, op.ok, op.served = self.now, True, dict(values)
         self.trace.append(
-            f"{self.now:>3}  n{node} quiet batch_fill({','.join(keys)}) -> "
+            f"{self.now:>3}  n{node} quiet batch_fill({','.join(map(_spelling, spelt))}) -> "
             f"{result.outcome.value}; get_many missed {missing}"
         )
         self.now += 1
@@ -472,32 +788,53 @@ class CacheModel(RuleBasedStateMachine):
         pos=st.integers(0, 255),
     )
     def inject(self, kind: str, store: int, key: int, batch: bool, pos: int) -> None:
-        """A fault between effects: eviction, corruption, version loss, time passing."""
+        """A fault between effects: eviction, corruption (a flipped byte, another valid frame
+        of the same length, or another frame's payload under this frame's stamp and
+        checksum), an older frame written back, version loss, a version-store outage lasting
+        several rules, time passing, replication and failover."""
         # Fold the drawn kind into the active families, so no draw is wasted.
         usable = [k for k in INJECTIONS if INJECTIONS[k] in self.active]
         kind = usable[list(INJECTIONS).index(kind) % len(usable)]
-        which = self.key(key)
+        spaces = self.topo.spaces[: 1 + ("alias" in self.kinds)]
+        space = spaces[key // len(KEYS) % len(spaces)]
+        which = space.prefix + KEYS[key % self.nkeys]
+        ck = space.keys.single(which)
         store %= self.topo.value_stores()
+        names = self._batch_names(space, which) if batch else [ck.value]
         if kind == "evict":
-            names = self._batch_names(which) if batch else [self.topo.keys.single(which).value]
             if self._fault("evict", f"value store {store} evicts {self._short(names)}"):
                 for name in names:
                     self.topo.evict(store, name)
-        elif kind == "corrupt":
-            names = self._batch_names(which)[:1] if batch else [self.topo.keys.single(which).value]
-            for name in names:
-                data = self.topo.raw(store, name)
-                at = pos % len(data) if data else 0
-                if data and self._fault("corrupt", f"byte {at} of {self._short([name])} flips"):
-                    flipped = bytearray(data)
-                    flipped[at] ^= 0x5A
-                    self.topo.put_raw(store, name, bytes(flipped))
+        elif kind in ("corrupt", "swap", "splice", "foreign"):
+            # Damage only bites where something is stored: fold the draw into those slots.
+            held = [name for name in self.slots if self.topo.raw(store, name) is not None]
+            if held:
+                self._damage(kind, store, held[key % len(held)], pos)
+        elif kind == "writeback":
+            # Only a slot with an older frame on record can have one written back; half the
+            # time, one whose row is below its key's floor (the frame a reader must refuse).
+            older = [
+                (name, frame)
+                for (at, name), frames in self.frames.items()
+                if at == store
+                for frame in frames
+                if frame != self.topo.raw(store, name)
+            ]
+            dangerous = [(name, frame) for name, frame in older if self._below_floor(name, frame)]
+            pool = dangerous if dangerous and pos % 2 else older
+            if pool:
+                name, frame = pool[key % len(pool)]
+                self._plant("writeback", store, name, frame, "an older frame is written back to")
         elif kind == "lose_version":
             if self._fault("lose_version", f"version of {which} lost"):
-                self.topo.lose_version(self.topo.keys.single(which).version)
+                self.topo.lose_version(ck.version)
         elif kind == "lose_all_versions":
             if self._fault("lose_version", "every version lost"):
                 self.topo.lose_all_versions()
+        elif kind == "outage":
+            rules = 2 + pos % 5
+            if self._fault("outage", f"the version store is down for {rules} rules"):
+                self.outage = max(self.outage, rules)
         elif kind == "replicate":
             if self._fault("failover", "the replica catches up"):
                 self.topo.replicate()
@@ -507,55 +844,198 @@ class CacheModel(RuleBasedStateMachine):
         elif self._fault("clock", f"clock +{5 + 26 * batch}s"):
             self.topo.clock.advance(5.0 + 26.0 * batch)
 
+    def _below_floor(self, name: str, frame: bytes) -> bool:
+        """Whether ``frame`` under ``name`` holds a row below the floor of its key now."""
+        slot = self.slots.get(name)
+        if slot is None:
+            return False
+        for member, payload in _payloads(frame):
+            key = member if member is not None else slot.keys[0]
+            floor, _ = self.history.floor(key, self.now)
+            if _index(payload) < floor:
+                return True
+        return False
+
+    def _plant(self, family: str, store: int, name: str, bad: bytes, text: str) -> None:
+        """Put ``bad`` under ``name`` in value store ``store``, as a fault of ``family``."""
+        if self._fault(family, f"{text} {self._short([name])} in value store {store}"):
+            self.topo.put_raw(store, name, bad)
+            self.planted[(store, name)] = bad
+
+    def _damage(self, kind: str, store: int, name: str, pos: int) -> None:
+        """Put other bytes under a stored ``name`` in value store ``store`` (``corrupt``: a
+        flipped byte; ``swap``: another valid frame of the same length seen in this store;
+        ``splice``: another same-length payload under this frame's stamp and checksum;
+        ``foreign``: a current frame whose payload the codec refuses)."""
+        data = self.topo.raw(store, name)
+        if data is None:
+            return
+        elif kind == "corrupt":
+            at = pos % len(data)
+            flipped = bytearray(data)
+            flipped[at] ^= 0x5A
+            bad, text = bytes(flipped), f"byte {at} flips in"
+        elif kind == "swap":
+            same = self._same_length(store, data)
+            if not same:
+                return
+            bad, text = same[pos % len(same)], "another valid frame of the same length replaces"
+        elif kind == "foreign":
+            # A well-formed frame stamped with the key's current fence, whose payload the
+            # codec refuses (another writer, or a schema change): only the codec defends.
+            slot = self.slots.get(name)
+            readers = self.topo.readers(store)
+            if slot is None or slot.batch or not readers:
+                return
+            current = self.topo.fence(readers[0], slot.space.keys.single(slot.keys[0]).version)
+            if current is None:
+                return
+            bad = encode_single(current, b'{"not": "a row"}')
+            text = "a current frame of a foreign schema replaces"
+        else:
+            spliced = self._splices(store, data)
+            if not spliced:
+                return
+            bad, text = spliced[pos % len(spliced)], "another frame's payload is spliced into"
+        self._plant("corrupt", store, name, bad, text)
+
+    def _same_length(self, store: int, data: bytes) -> list[bytes]:
+        return sorted(
+            {
+                frame
+                for (at, _), frames in self.frames.items()
+                if at == store
+                for frame in frames
+                if len(frame) == len(data) and frame != data
+            }
+        )
+
+    def _splices(self, store: int, data: bytes) -> list[bytes]:
+        """``data``'s header and stamp with another same-length payload, under ``data``'s
+        checksum: only the checksum tells these bytes from a valid frame."""
+        try:
+            stamp, payload = decode_single(data)
+        except WireError:
+            return []
+        found = set()
+        for frame in self._same_length(store, data):
+            try:
+                _, other = decode_single(frame)
+            except WireError:
+                continue
+            if len(other) == len(payload) and other != payload:
+                found.add(encode_single(stamp, other)[:-4] + data[-4:])
+        return sorted(found)
+
+    # -- after every rule -----------------------------------------------------------------
+
     @invariant()
-    def replication_lags(self) -> None:
-        """Replicas (where a topology has one) trail the primary by one rule."""
+    def after_every_rule(self) -> None:
+        """Replication and outages move on by one rule; then every stored entry and batch
+        member is checked (state invariant, provenance, integrity of what is stored)."""
         self.topo.rule_done()
-
-    # -- the state invariant ------------------------------------------------------------
-
-    @invariant()
-    def current_entries_are_fresh(self) -> None:
-        """Every stored entry whose stamp is current (for a node that reads that store) holds a
-        row at or above its key's floor."""
+        if self.outage:
+            self.outage -= 1
+        # A quiet operation or a fault may have changed fences at the last time used.
+        self._refresh(self.now - 1)
         for store in range(self.topo.value_stores()):
-            for key in KEYS:
-                data = self.topo.raw(store, self.topo.keys.single(key).value)
-                if data is None:
+            readers = set(self.topo.readers(store))
+            names = [n for n, slot in self.slots.items() if readers & set(slot.space.nodes)]
+            self._audit(store, names)
+
+    def _refresh(self, at: int) -> None:
+        """Read every fence as each node sees it; note each fence first current at ``at``
+        (the time of the last event that may have changed fences)."""
+        table = self.topo.fence_table(self.version_names)
+        self.current = [dict(zip(self.version_names, row, strict=True)) for row in table]
+        for row in table:
+            for name, fence in zip(self.version_names, row, strict=True):
+                if fence is not None and (name, fence) not in self.born:
+                    self.born[(name, fence)] = at
+
+    def _audit(self, store: int, names: list[str]) -> None:
+        """Check the entries under ``names`` in value store ``store``."""
+        if not names:
+            return
+        for name, data in zip(names, self.topo.raw_many(store, names), strict=True):
+            if data is None:
+                continue
+            planted = self.planted.get((store, name)) == data
+            if not planted:
+                remembered = self.frames.setdefault((store, name), [])
+                if data not in remembered:
+                    remembered.append(data)
+                    del remembered[:-REMEMBERED]
+            slot = self.slots[name]
+            try:
+                entries = (
+                    [(m.key, m.fence, m.payload) for m in decode_batch(data)]
+                    if slot.batch
+                    else [(slot.keys[0], *decode_single(data))]
+                )
+            except WireError:
+                continue  # refused by every reader: the checksum's job, tested elsewhere
+            for key, stamp, payload in entries:
+                if key not in slot.keys:
+                    if not planted:
+                        self._fail(
+                            "integrity",
+                            f"value store {store} holds {self._short([name])} with a member "
+                            f"for key {key!r}",
+                        )
                     continue
-                try:
-                    stamp, payload = decode_single(data)
-                except WireError:
-                    continue
-                self._check_stored(store, key, stamp, payload, "single entry")
-            for members in self.batch_sets:
-                data = self.topo.raw(store, self.topo.keys.batch(members))
-                if data is None:
-                    continue
-                try:
-                    decoded = decode_batch(data)
-                except WireError:
-                    continue
-                for member in decoded:
-                    self._check_stored(
-                        store, member.key, member.fence, member.payload, "batch member"
-                    )
+                self._check_stored(store, slot, key, stamp, payload, planted)
 
     def _check_stored(
-        self, store: int, key: str, stamp: Version, payload: bytes, what: str
+        self, store: int, slot: Slot, key: str, stamp: Version, payload: bytes, planted: bool
     ) -> None:
+        what = f"{'batch member' if slot.batch else 'single entry'} {key}"
+        version = slot.space.keys.single(key).version
         # Judge the entry by every node that could serve it: with per-node version
         # stores, "the current fence" is a different fence on each node.
-        name = self.topo.keys.single(key).version
-        if all(stamp != self.topo.fence(node, name) for node in self.topo.readers(store)):
+        current = any(
+            stamp == self.current[node].get(version)
+            for node in self.topo.readers(store)
+            if node in slot.space.nodes
+        )
+        if planted and not current:
             return
-        row = ROW_CODEC.decode(payload)
-        floor, witness = self.history.floor(key, self.now)
-        if row.key != key or row.index < floor:
+        try:
+            row = ROW_CODEC.decode(payload)
+        except Exception as exc:
+            if planted:
+                return
             self._fail(
-                "state invariant",
-                f"value store {store} holds {what} {key} -> {row.key}@{row.index} stamped with "
-                f"the current fence {stamp.short()}, below floor {floor} set by op {witness}",
+                "integrity",
+                f"value store {store} holds {what} with an undecodable payload ({exc})",
+            )
+        if current:
+            floor, witness = self.history.floor(key, self.now)
+            if row.key != key or row.index < floor:
+                self._fail(
+                    "state invariant",
+                    f"value store {store} holds {what} -> {row.key}@{row.index} stamped with "
+                    f"the current fence {stamp.short()}, below floor {floor} set by op "
+                    f"{witness}",
+                )
+        if planted:
+            return
+        if row.key != key:
+            self._fail("integrity", f"value store {store} holds {what} -> {row.key}@{row.index}")
+        born = self.born.get((version, stamp))
+        if born is None:
+            self._fail(
+                "provenance",
+                f"value store {store} holds {what} -> {row.key}@{row.index} stamped "
+                f"{stamp.short()}, a fence that was never {key}'s current fence",
+            )
+        floor = self.history.committed_before(key, born)
+        if row.index < floor:
+            self._fail(
+                "provenance",
+                f"value store {store} holds {what} -> {row.key}@{row.index} stamped "
+                f"{stamp.short()}, which became current at {born} when {key}@{floor} was "
+                "already committed: the row was loaded before its stamp was current",
             )
 
     # -- reporting ----------------------------------------------------------------------
@@ -565,7 +1045,7 @@ class CacheModel(RuleBasedStateMachine):
             v = violations[0]
             self._fail(v.prop, v.message)
 
-    def _fail(self, prop: str, message: str) -> None:
+    def _fail(self, prop: str, message: str) -> NoReturn:
         tally = type(self).tally
         if tally.first_failure is None:
             tally.first_failure = tally.examples + 1
@@ -575,29 +1055,27 @@ class CacheModel(RuleBasedStateMachine):
             + "\n".join(self.trace)
         )
 
-    def _storage_names(self) -> dict[str, str]:
-        names: dict[str, str] = {}
-        for key in KEYS:
-            ck = self.topo.keys.single(key)
-            names[ck.value], names[ck.version] = f"value:{key}", f"version:{key}"
-        return names
+    def _batch_names(self, space: Space, key: str) -> list[str]:
+        return sorted(
+            name
+            for name, slot in self.slots.items()
+            if slot.batch and slot.space is space and key in slot.keys
+        )
 
-    def _batch_names(self, key: str) -> list[str]:
-        return [self.topo.keys.batch(s) for s in sorted(self.batch_sets) if key in s]
-
-    def _short(self, keys: Sequence[str]) -> str:
+    def _short(self, names: Sequence[str]) -> str:
         out = []
-        for name in keys:
-            if name in self._names:
-                out.append(self._names[name])
-            elif ":b:" in name:
-                members = next(
-                    (s for s in self.batch_sets if self.topo.keys.batch(s) == name), ("?",)
-                )
-                out.append(f"batch:{'+'.join(members)}")
+        for name in names:
+            slot = self.slots.get(name)
+            if slot is not None:
+                out.append(("batch:" if slot.batch else "value:") + "+".join(slot.keys))
+            elif name in self.version_of:
+                out.append(f"version:{self.version_of[name]}")
             else:
-                out.append(name)
+                out.append(_spelling(name))
         return ",".join(out)
+
+    def _fences(self, fences: Mapping[str, Version]) -> str:
+        return ", ".join(f"{self._short([n])}={f.short()}" for n, f in fences.items())
 
     def _describe(self, seen: object) -> str:
         if isinstance(seen, Version):
@@ -627,7 +1105,11 @@ class CacheModel(RuleBasedStateMachine):
         if isinstance(seen, list | tuple):
             return "[" + ", ".join(self._describe(x) for x in seen) + "]"
         if isinstance(seen, dict):
-            return "{" + ", ".join(f"{k}: {self._describe(v)}" for k, v in seen.items()) + "}"
+            return (
+                "{"
+                + ", ".join(f"{_spelling(k)}: {self._describe(v)}" for k, v in seen.items())
+                + "}"
+            )
         return repr(seen)
 
     def _row(self, payload: bytes) -> str:
@@ -644,13 +1126,67 @@ class CacheModel(RuleBasedStateMachine):
         return self._describe(result)
 
 
+def _spelling(key: object) -> str:
+    """A key as the trace shows it: the plain key, marked if another spelling was used."""
+    if isinstance(key, KeyName):
+        return f"{plain(key)}~enum"
+    if isinstance(key, LyingKey):
+        return f"{plain(key)}~lying"
+    return str(key)
+
+
+class _Refusals(Hooks):
+    """Tells the model what the library refused to serve (coverage only)."""
+
+    def __init__(self, machine: CacheModel) -> None:
+        self.machine = machine
+
+    def self_healed(self, op: str, key: str, reason: str) -> None:
+        self.machine.refused(False, reason)
+
+    def batch_rejected(self, keys: Sequence[str], reason: str) -> None:
+        self.machine.refused(True, reason)
+
+
+def _one(reason: str) -> list[Refusal]:
+    refusal = refusal_of(reason)
+    return [] if refusal is None else [refusal]
+
+
+def _payloads(data: bytes | None) -> list[tuple[str | None, bytes]]:
+    """The payloads in stored bytes: ``(None, payload)`` of a single entry, ``(key,
+    payload)`` per batch member; nothing for bytes that are not a frame."""
+    if data is None:
+        return []
+    try:
+        return [(None, decode_single(data)[1])]
+    except WireError:
+        pass
+    try:
+        return [(m.key, m.payload) for m in decode_batch(data)]
+    except WireError:
+        return []
+
+
+def _index(payload: bytes) -> int:
+    """The row index in a payload; a payload that is not a row is no hazard."""
+    try:
+        return ROW_CODEC.decode(payload).index
+    except Exception:
+        return 1 << 62
+
+
 def machine_for(
     build: Callable[[CoreFactory], Topology],
     core: CoreFactory = Core,
     faults: frozenset[str] = FAULTS,
     name: str = "CacheModel",
+    kinds: frozenset[str] = frozenset(KINDS),
+    max_keys: int = len(KEYS),
+    swarm: bool = True,
 ) -> type[CacheModel]:
-    """A state machine class for one topology, protocol variant and fault set."""
+    """A state machine class for one topology, protocol variant and fault set, whose
+    examples draw their rule families from ``kinds`` and use at most ``max_keys`` keys."""
     return type(
         name,
         (CacheModel,),
@@ -658,6 +1194,10 @@ def machine_for(
             "build": staticmethod(build),
             "core": staticmethod(core),
             "faults": faults,
+            "kinds_allowed": kinds,
+            "max_keys": max_keys,
+            "swarm": swarm,
             "tally": Tally(),
+            "coverage": Coverage(),
         },
     )

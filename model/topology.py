@@ -3,6 +3,14 @@
 A topology builds N cache nodes over its stores and offers the model two things: a
 side-effect-free view of the stores (to check the state invariant and the write
 contract), and fault injection (evict, corrupt, lose version state, move the clock).
+
+Besides its N nodes, every topology has one *alias* node: a second cache with a namespace
+chosen to collide with the first under naive joining (DESIGN §3.11 and ``cascache.keys``).
+The main namespace is ``<base>:x`` and the alias namespace ``<base>``, and the alias node
+uses the keys ``x:a``, ``x:b``, ``x:c``: joined without the length prefix, ``(<base>, x:a)``
+and ``(<base>:x, a)`` spell the same storage name. The alias node shares the value store
+of node 0 and the version store of every node, so a collision would hand one cache's
+entry (or fence) to the other, and the integrity check would see a row of the wrong key.
 """
 
 from __future__ import annotations
@@ -11,13 +19,13 @@ import itertools
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import cascache
 from cascache.batch import Core
 from cascache.fence import FENCE_SIZE, Version
-from cascache.keys import PREFIX, CacheKey, KeySpace
+from cascache.keys import CacheKey, KeySpace
 from cascache.mutator import KeyInvalidator
 
 from .oracle import ROW_CODEC, Row
@@ -45,17 +53,68 @@ class FakeClock:
         self.now += seconds
 
 
+ALIAS_PREFIX = "x:"
+"""The alias cache's keys are the main cache's keys with this prefix (see the module doc)."""
+
+
+@dataclass(frozen=True)
+class Space:
+    """One cache namespace of a topology: its storage names, nodes, and key spelling.
+
+    Attributes:
+        keys: the production key derivation for the namespace.
+        nodes: the node numbers whose caches use it.
+        prefix: the model's logical key for base key ``k`` in this namespace is
+            ``prefix + k``.
+    """
+
+    keys: KeySpace
+    nodes: tuple[int, ...]
+    prefix: str
+
+
 class Topology(ABC):
     """Nodes plus store views and faults. Subclasses say where values and versions live."""
 
     name: str
+    outage_targets: frozenset[str] = frozenset({"versions", "redis"})
+    """The effect targets a version-store outage fails (the ``outage`` fault family)."""
 
     def __init__(self, nodes: int, core: CoreFactory) -> None:
         self.clock = FakeClock()
         # A namespace of its own per example, so a shared server needs no flushing.
-        self.namespace = f"m{secrets.token_hex(4)}"
+        base = f"m{secrets.token_hex(4)}"
+        self.namespace = f"{base}:x"
         self.keys = KeySpace(self.namespace)
-        self.nodes = [cascache.CAS(core(self.options(i))) for i in range(nodes)]
+        self.main_nodes = nodes
+        self.alias = nodes
+        """The alias node's number (one past the main nodes)."""
+        self.spaces = (
+            Space(self.keys, tuple(range(nodes)), ""),
+            Space(KeySpace(base), (nodes,), ALIAS_PREFIX),
+        )
+        self.nodes = [cascache.CAS(core(self.options(i))) for i in range(nodes + 1)]
+
+    def space_of(self, node: int) -> Space:
+        """The namespace node ``node`` uses."""
+        return self.spaces[node == self.alias]
+
+    def namespace_of(self, node: int) -> str:
+        """The namespace of node ``node``'s cache."""
+        return self.space_of(node).keys.namespace
+
+    def store_of(self, node: int) -> int:
+        """The value store node ``node`` reads and writes (default: the only one)."""
+        return 0
+
+    def fence_table(self, names: list[str]) -> list[list[Version | None]]:
+        """The current fence of every version name in ``names``, as each node sees it,
+        read without side effects (one list per node, in node order)."""
+        return [[self.fence(node, name) for name in names] for node in range(len(self.nodes))]
+
+    def raw_many(self, store: int, storage_keys: list[str]) -> list[bytes | None]:
+        """The bytes under each of ``storage_keys`` in value store ``store``."""
+        return [self.raw(store, name) for name in storage_keys]
 
     @abstractmethod
     def options(self, node: int) -> cascache.Options[Row]:
@@ -69,9 +128,9 @@ class Topology(ABC):
     def value_stores(self) -> int:
         """How many separate value stores there are."""
 
-    def readers(self, store: int) -> range:
-        """The nodes that serve entries from value store ``store`` (default: every node)."""
-        return range(len(self.nodes))
+    def readers(self, store: int) -> list[int]:
+        """The nodes that serve entries from value store ``store``."""
+        return [node for node in range(len(self.nodes)) if self.store_of(node) == store]
 
     @abstractmethod
     def raw(self, store: int, storage_key: str) -> bytes | None:
@@ -126,7 +185,7 @@ class Local(Topology):
 
     def options(self, node: int) -> cascache.Options[Row]:
         return cascache.Options(
-            namespace=self.namespace,
+            namespace=self.namespace_of(node),
             provider=self.provider,
             codec=ROW_CODEC,
             gen_store=self.gens,
@@ -135,6 +194,10 @@ class Local(Topology):
 
     def fence(self, node: int, version_key: str) -> Version | None:
         return self.gens.peek(version_key)
+
+    def fence_table(self, names: list[str]) -> list[list[Version | None]]:
+        row = [self.gens.peek(name) for name in names]
+        return [row] * len(self.nodes)
 
     def value_stores(self) -> int:
         return 1
@@ -165,20 +228,24 @@ class PerNodeLocalVersions(Local):
     name = "per-node-local-versions"
 
     def __init__(self, nodes: int, core: CoreFactory, max_versions: int = 64) -> None:
-        self.node_gens = [cascache.LocalGenStore(max_keys=max_versions) for _ in range(nodes)]
+        # One per node, the alias node included.
+        self.node_gens = [cascache.LocalGenStore(max_keys=max_versions) for _ in range(nodes + 1)]
         super().__init__(nodes, core, max_versions)
 
     def options(self, node: int) -> cascache.Options[Row]:
         return cascache.Options(
-            namespace=self.namespace,
+            namespace=self.namespace_of(node),
             provider=self.provider,
             codec=ROW_CODEC,
-            gen_store=self.node_gens[node] if node < len(self.node_gens) else self.gens,
+            gen_store=self.node_gens[node],
             default_ttl=ENTRY_TTL,
         )
 
     def fence(self, node: int, version_key: str) -> Version | None:
         return self.node_gens[node].peek(version_key)
+
+    def fence_table(self, names: list[str]) -> list[list[Version | None]]:
+        return [[gens.peek(name) for name in names] for gens in self.node_gens]
 
     def lose_version(self, version_key: str) -> None:
         for gens in self.node_gens:
@@ -207,20 +274,32 @@ class _OnRedis(Topology):
             return None
         return Version.from_bytes(raw)
 
+    def fence_table(self, names: list[str]) -> list[list[Version | None]]:
+        row: list[Version | None] = []
+        for raw in self.client.mget(names) if names else []:
+            valid = isinstance(raw, bytes) and len(raw) == FENCE_SIZE
+            row.append(Version.from_bytes(raw) if valid and isinstance(raw, bytes) else None)
+        return [row] * len(self.nodes)
+
     def lose_version(self, version_key: str) -> None:
         self.client.delete(version_key)
 
-    def _ours(self, kind: str) -> list[str]:
-        pattern = f"{PREFIX}:*:{kind}:{len(self.namespace)}:{self.namespace}:*"
-        return [k.decode() for k in self.client.scan_iter(match=pattern, count=1000)]
+    def _ours(self, kind: str | None = None) -> list[str]:
+        """This example's storage names of ``kind`` (``None``: all), in both namespaces;
+        the patterns come from the production key derivation."""
+        return [
+            k.decode()
+            for space in self.spaces
+            for k in self.client.scan_iter(match=space.keys.pattern(kind), count=1000)
+        ]
 
     def lose_all_versions(self) -> None:
-        for name in self._ours("g"):
+        for name in self._ours("version"):
             self.client.delete(name)
 
     def close(self) -> None:
         super().close()
-        for name in self._ours("*"):
+        for name in self._ours():
             self.client.delete(name)
         self.client.close()
 
@@ -243,8 +322,8 @@ class SharedVersions(_OnRedis):
         import cascache.redis
 
         return cascache.Options(
-            namespace=self.namespace,
-            provider=self.providers[node],
+            namespace=self.namespace_of(node),
+            provider=self.providers[self.store_of(node)],
             codec=ROW_CODEC,
             gen_store=cascache.redis.new_gen_store(self.client),
             default_ttl=ENTRY_TTL,
@@ -253,8 +332,9 @@ class SharedVersions(_OnRedis):
     def value_stores(self) -> int:
         return len(self.providers)
 
-    def readers(self, store: int) -> range:
-        return range(store, store + 1)
+    def store_of(self, node: int) -> int:
+        # The alias node shares node 0's value store (see the module doc).
+        return 0 if node == self.alias else node
 
     def raw(self, store: int, storage_key: str) -> bytes | None:
         return self.providers[store].get(storage_key)
@@ -270,6 +350,8 @@ class AllInRedis(_OnRedis):
     """``cascache.redis.new``: values and versions in one Redis, single-key steps in Lua."""
 
     name = "redis"
+    outage_targets = frozenset({"versions", "redis", "values"})
+    """Values and versions live in one server: an outage takes both."""
 
     def options(self, node: int) -> cascache.Options[Row]:
         import cascache.redis
@@ -277,7 +359,10 @@ class AllInRedis(_OnRedis):
         # Exactly what cascache.redis.new builds, so variants can swap one piece.
         return cascache.redis.cache_options(
             cascache.redis.Options(
-                namespace=self.namespace, client=self.client, codec=ROW_CODEC, default_ttl=ENTRY_TTL
+                namespace=self.namespace_of(node),
+                client=self.client,
+                codec=ROW_CODEC,
+                default_ttl=ENTRY_TTL,
             )
         )
 
@@ -288,6 +373,13 @@ class AllInRedis(_OnRedis):
         data = self.client.get(storage_key)
         assert data is None or isinstance(data, bytes)
         return data
+
+    def raw_many(self, store: int, storage_keys: list[str]) -> list[bytes | None]:
+        found: list[bytes | None] = []
+        for data in self.client.mget(storage_keys) if storage_keys else []:
+            assert data is None or isinstance(data, bytes)
+            found.append(data)
+        return found
 
     def put_raw(self, store: int, storage_key: str, data: bytes) -> None:
         self.client.set(storage_key, data, keepttl=True)
@@ -346,7 +438,7 @@ class RedisFailover(AllInRedis):
         )
 
     def _snapshot(self) -> tuple[dict[str, tuple[bytes, int]], int]:
-        names = self._ours("*")
+        names = self._ours()
         pipe = self.client.pipeline()
         for name in names:
             pipe.get(name)
@@ -375,7 +467,7 @@ class RedisFailover(AllInRedis):
 
     def failover(self) -> None:
         """The replica is promoted: the primary's state becomes the replica's last sync."""
-        for name in self._ours("*"):
+        for name in self._ours():
             self.client.delete(name)
         for name, (data, ttl) in self.replica[0].items():
             self.client.set(name, data, px=ttl if ttl > 0 else None)

@@ -327,13 +327,21 @@ class Variant:
 ALL = ("local", "shared-versions", "redis")
 GENERIC = ("local", "shared-versions")
 """Topologies whose single-key steps take the generic two-store path."""
-STALE = ("FRESH", "state invariant")
-"""A stale value served, or stored so that it would be."""
+STALE = ("FRESH", "state invariant", "provenance")
+"""A stale value served, or stored so that it would be (or stamped with a fence that was not
+yet current when its value was loaded)."""
 
 VARIANTS = {
     v.name: v
     for v in (
-        Variant(1, "cache-aside", CacheAside, STALE, ALL, "delete, then unconditional set"),
+        Variant(
+            1,
+            "cache-aside",
+            CacheAside,
+            (*STALE, "write contract"),
+            ALL,
+            "delete, then unconditional set",
+        ),
         Variant(
             2,
             "delete-without-advance",

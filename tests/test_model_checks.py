@@ -1,0 +1,471 @@
+"""The model's checks can fail: each new property is tripped by a deliberately broken run.
+
+Most tests drive one model instance by hand, rule by rule, with a broken ``Core``
+subclass defined here (so the failing interleaving is spelt out and needs no luck), and
+a few let Hypothesis find the failure with the model narrowed to the rules it needs.
+The correct protocol, driven through the same interleavings, passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.stateful import get_state_machine_test
+
+from cascache.batch import Core
+from cascache.core import join_keys
+from cascache.effects import Step, perform
+from cascache.fence import Version
+from cascache.keys import CacheKey, KeySpace
+from cascache.options import Options
+from cascache.results import BatchWriteResult, Hit, VersionedValue, WriteResult
+from cascache.wire import Member, decode_single, encode_batch, encode_single
+from model.machine import FAULTS, KINDS, CacheModel, ModelFailure, machine_for
+from model.oracle import ROW_CODEC, KeyName, LyingKey, Row, plain, spell
+from model.run import fake_redis
+from model.topology import AllInRedis, CoreFactory, Local, SharedVersions, Topology
+from model.zoo import NoCompare, SeedsFreshSnapshot, StampsCurrentFence
+
+Build = Callable[[CoreFactory], Topology]
+
+
+def local(core: CoreFactory) -> Topology:
+    return Local(2, core)
+
+
+def model(
+    core: CoreFactory = Core,
+    *,
+    build: Build = local,
+    faults: Iterable[str] = FAULTS,
+    kinds: Iterable[str] = KINDS,
+    nkeys: int = 3,
+) -> CacheModel:
+    """One model instance, configured as an example would be, to drive by hand."""
+    machine = machine_for(build, core=core, faults=frozenset(faults))()
+    machine.configure(nkeys=nkeys, kinds=set(kinds), faults=set(faults))
+    return machine
+
+
+def search(
+    core: CoreFactory,
+    kinds: Iterable[str],
+    faults: Iterable[str],
+    *,
+    build: Build = local,
+    examples: int = 300,
+) -> str:
+    """Let Hypothesis look for a violation with the model narrowed to ``kinds``/``faults``;
+    return the failure's headline (the test fails if none is found)."""
+    machine = machine_for(build, core=core, faults=frozenset(faults), kinds=frozenset(kinds))
+    config = settings(
+        max_examples=examples,
+        stateful_step_count=25,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.generate],  # no shrinking: only the headline matters here
+    )
+    with pytest.raises(ModelFailure) as failure:
+        get_state_machine_test(machine, settings=config)()
+    return str(failure.value).splitlines()[0]
+
+
+def headline(run: Callable[[], None]) -> str:
+    with pytest.raises(ModelFailure) as failure:
+        run()
+        pytest.fail("the model accepted a broken run")
+    return str(failure.value).splitlines()[0]
+
+
+# Drawn numbers for the hand-driven runs: key a on the main node 0 (3 keys in play).
+A, B = 0, 1
+LYING_A, LYING_B = 6, 7
+"""Key numbers that fold into ``a`` / ``b`` spelt as a :class:`LyingKey`."""
+
+
+def test_key_numbers_fold_into_the_spellings_the_tests_expect() -> None:
+    machine = model()
+    assert machine.key(0, A) == ("a", "a")
+    name, spelt = machine.key(0, LYING_A)
+    assert name == "a" and isinstance(spelt, LyingKey)
+    assert isinstance(machine.key(0, 3)[1], KeyName)
+    assert machine.key(machine.topo.alias, A)[0] == "x:a"
+    assert str(LyingKey("a")) != "a" and f"{LyingKey('a')}" != "a"
+    assert plain(spell("b", 1)) == "b" and type(plain(spell("b", 2))) is str
+
+
+# -- fail-closed ---------------------------------------------------------------------------
+
+
+class ServesWithoutFence(Core[Row]):
+    """Broken: when the version read fails, trusts the entry's own stamp."""
+
+    def read_single(self, op: str, ck: CacheKey) -> Step[tuple[bytes | None, Version | None]]:
+        frame = yield from perform(
+            self.values("get", [ck.value], lambda: self.provider.get(ck.value))
+        )
+        if frame is None:
+            return None, None
+        try:
+            current = yield from perform(
+                self.versions("current", [ck.version], lambda: self.gens.current(ck.version))
+            )
+        except Exception:
+            current, _ = decode_single(frame)
+        return frame, current
+
+
+def test_fail_closed_catches_a_get_served_after_its_version_read_failed() -> None:
+    machine = model(ServesWithoutFence)
+    machine.fill_then_get_hits(node=0, key=A)
+    machine.start_get(node=0, key=A, ahead=1)  # values.get found the entry
+
+    found = headline(lambda: machine.step(pick=0, fault="fail"))
+
+    assert found.startswith("fail-closed violated")
+
+
+def test_fail_closed_also_catches_a_lost_reply() -> None:
+    machine = model(ServesWithoutFence)
+    machine.fill_then_get_hits(node=0, key=A)
+    machine.start_get(node=0, key=A, ahead=1)
+
+    found = headline(lambda: machine.step(pick=0, fault="applied"))
+
+    assert found.startswith("fail-closed violated")
+
+
+def test_fail_closed_allows_the_correct_get_and_a_loaded_value() -> None:
+    machine = model()
+    machine.fill_then_get_hits(node=0, key=A)
+    machine.start_get(node=0, key=A, ahead=1)
+    machine.step(pick=0, fault="fail")  # a miss, not a violation
+    assert not machine.procs
+    # get_or_load: the version read fails, so it loads; serving the loaded row is fine.
+    machine.start_get_or_load(node=0, key=A, ahead=1)
+    machine.step(pick=0, fault="fail")
+    machine.run(picks=[(0, "ok")] * 4)
+    machine.after_every_rule()
+    assert not machine.procs
+    assert machine.history.ops[-1].served == {"a": Row("a", 0)}
+
+
+def test_an_outage_alone_makes_the_model_find_the_fail_closed_bug() -> None:
+    found = search(ServesWithoutFence, {"get", "quiet", "inject"}, {"outage"}, examples=200)
+    assert found.startswith("fail-closed violated")
+
+
+# -- provenance ----------------------------------------------------------------------------
+
+
+def test_provenance_catches_a_stamp_newer_than_the_load_before_anything_is_read() -> None:
+    machine = model(StampsCurrentFence)
+    machine.start_fill(node=0, key=A, ahead=3)  # snapshot, load a@0, current (still f1)
+    machine.start_writer(node=0, key=A, ahead=1)  # commit a@1, advance to f2
+    machine.step(pick=0, fault="ok")  # the fill reads f2 to stamp with
+
+    found = headline(lambda: machine.step(pick=0, fault="ok"))  # stores a@0 stamped f2
+
+    assert found.startswith("provenance violated"), found
+
+
+def test_provenance_accepts_the_correct_write_in_the_same_interleaving() -> None:
+    machine = model()
+    machine.start_fill(node=0, key=A, ahead=2)
+    machine.start_writer(node=0, key=A, ahead=1)
+    machine.run(picks=[(0, "ok")] * 4)
+    machine.after_every_rule()
+    assert not machine.procs
+
+
+@pytest.mark.parametrize(
+    ("variant", "kinds"),
+    [
+        (StampsCurrentFence, {"fill", "get_or_load", "writer"}),
+        (SeedsFreshSnapshot, {"batch_fill", "get_many_or_load", "writer"}),
+    ],
+)
+def test_the_model_finds_stamps_newer_than_the_load(variant: CoreFactory, kinds: set[str]) -> None:
+    found = search(variant, kinds, set(), examples=500)
+    assert found.startswith(("provenance violated", "state invariant violated")), found
+
+
+def test_a_stamp_that_was_never_current_is_a_provenance_violation() -> None:
+    machine = model()
+    machine.fill_then_get_hits(node=0, key=A)
+    name = machine.topo.keys.single("a").value
+    frame = encode_single(Version(b"\x01" * 16), ROW_CODEC.encode(Row("a", 0)))
+    machine.topo.put_raw(0, name, frame)
+
+    assert headline(machine.after_every_rule).startswith("provenance violated")
+
+
+# -- write contract for every operation that stores --------------------------------------
+
+
+def test_write_contract_covers_get_or_load() -> None:
+    machine = model(NoCompare)
+    machine.start_get_or_load(node=0, key=A, ahead=3)  # get misses, snapshot, load
+    machine.start_writer(node=0, key=A, ahead=2)  # commit, advance, delete: returned
+
+    found = headline(lambda: machine.step(pick=0, fault="ok"))  # the unchecked store
+
+    assert found.startswith("write contract violated"), found
+
+
+class BatchNoCompare(Core[Row]):
+    """Broken: the batch write stores without checking the observed fences."""
+
+    def set_if_versions(
+        self, items: Iterable[VersionedValue[Row]], ttl: float | None
+    ) -> Step[BatchWriteResult]:
+        batch = self.check_items(items)
+        members = [Member(i.key, i.version, ROW_CODEC.encode(i.value)) for i in batch]
+        outcome = yield from self.store(
+            "set_if_versions",
+            join_keys(m.key for m in members),
+            self.keys.batch(m.key for m in members),
+            encode_batch(members),
+            None,
+            batch=True,
+        )
+        return BatchWriteResult(outcome)
+
+
+def test_write_contract_covers_get_many_or_load() -> None:
+    machine = model(BatchNoCompare)
+    # get_many: batch entry missing, singles missing; snapshot both; load both.
+    machine.start_get_many_or_load(node=0, keys=(0, 0), ahead=4)
+    assert machine.procs[0].phase == "write"
+    machine.start_writer(node=0, key=A, ahead=2)
+
+    found = headline(lambda: machine.step(pick=0, fault="ok"))
+
+    assert found.startswith("write contract violated"), found
+
+
+def test_get_many_or_load_is_a_rule_and_passes_on_the_correct_protocol() -> None:
+    machine = model()
+    machine.start_get_many_or_load(node=0, keys=(0, 0), ahead=3)
+    machine.start_writer(node=0, key=A, ahead=2)
+    machine.run(picks=[(0, "ok")] * 8)
+    machine.after_every_rule()
+    machine.start_get_many_or_load(node=0, keys=(0, 0), ahead=20)
+    assert not machine.procs
+    assert machine.history.ops[-1].kind == "get_many_or_load"
+
+
+# -- integrity of what is stored; undecodable payloads ----------------------------------
+
+
+def test_an_undecodable_payload_is_a_named_violation_not_a_crash() -> None:
+    machine = model()
+    machine.fill_then_get_hits(node=0, key=A)
+    name = machine.topo.keys.single("a").value
+    stamp, _ = decode_single(machine.topo.raw(0, name) or b"")
+    machine.topo.put_raw(0, name, encode_single(stamp, b"\xff not json"))
+
+    found = headline(machine.after_every_rule)
+
+    assert found.startswith("integrity violated") and "undecodable" in found
+
+
+def test_frames_a_fault_planted_are_not_blamed_on_the_protocol() -> None:
+    machine = model(faults={"corrupt", "writeback"}, kinds={"inject", "writer", "get"})
+    for key in (A, B):
+        machine.fill_then_get_hits(node=0, key=key)
+        machine.after_every_rule()
+    machine.start_writer(node=0, key=A, ahead=2)
+    machine.after_every_rule()
+    name = machine.topo.keys.single("a").value
+    for kind in ("writeback", "swap", "splice", "corrupt"):
+        machine.fill_then_get_hits(node=0, key=A)
+        machine.after_every_rule()
+        machine._damage(kind, 0, name, 0)
+        assert machine.planted.get((0, name)) == machine.topo.raw(0, name), kind
+        machine.after_every_rule()
+        machine.start_get(node=0, key=A, ahead=3)
+        machine.after_every_rule()
+        assert not machine.procs
+        assert machine.history.ops[-1].served == {}, kind
+
+
+# -- corruption that only the checksum catches -----------------------------------------
+
+
+class IgnoresChecksum(Core[Row]):
+    """Broken: reads the stamp and payload out of a frame without checking its CRC."""
+
+    def judge(
+        self, op: str, ck: CacheKey, frame: bytes, current: Version | None
+    ) -> tuple[Hit[Row] | None, str | None]:
+        stamp, payload = Version(frame[6:22]), frame[26:-4]
+        if current is None or stamp != current:
+            return None, "stale version"
+        return Hit(self.codec.decode(payload)), None
+
+
+def test_a_spliced_frame_is_served_by_a_reader_that_skips_the_checksum() -> None:
+    machine = model(IgnoresChecksum, faults={"corrupt"})
+    machine.fill_then_get_hits(node=0, key=A)  # a@0 stored and remembered
+    machine.after_every_rule()
+    machine.start_writer(node=0, key=A, ahead=2)
+    machine.after_every_rule()
+    machine.fill_then_get_hits(node=0, key=A)  # a@1 stamped with the new fence
+    machine.after_every_rule()
+    name = machine.topo.keys.single("a").value
+    machine._damage("splice", 0, name, 0)  # a@0's payload under a@1's stamp and CRC
+    machine.after_every_rule()
+
+    found = headline(lambda: machine.start_get(node=0, key=A, ahead=3))
+
+    assert found.startswith("FRESH violated"), found
+
+
+def test_the_correct_reader_refuses_the_same_splice() -> None:
+    machine = model(faults={"corrupt"})
+    machine.fill_then_get_hits(node=0, key=A)
+    machine.after_every_rule()
+    machine.start_writer(node=0, key=A, ahead=2)
+    machine.after_every_rule()
+    machine.fill_then_get_hits(node=0, key=A)
+    machine.after_every_rule()
+    name = machine.topo.keys.single("a").value
+    machine._damage("splice", 0, name, 0)
+    machine.start_get(node=0, key=A, ahead=3)
+    assert machine.history.ops[-1].served == {}
+
+
+# -- outage -----------------------------------------------------------------------------
+
+
+def test_an_outage_fails_every_version_effect_for_its_rules() -> None:
+    machine = model(faults={"outage"}, kinds={"get", "inject"})
+    machine.fill_then_get_hits(node=0, key=A)
+    machine.outage = 3
+    machine.start_get(node=0, key=A, ahead=3)
+    assert "outage" in machine.trace[-2] and machine.history.ops[-1].served == {}
+    for _ in range(3):
+        machine.after_every_rule()
+    machine.start_get(node=0, key=A, ahead=3)
+    assert machine.history.ops[-1].served == {"a": Row("a", 0)}
+
+
+# -- keys: spellings and colliding namespaces ------------------------------------------
+
+
+class FormatsKeys(Core[Row]):
+    """Broken: reduces a key to ``format(key)`` at the boundary, not to its plain string."""
+
+    def get(self, key: str) -> Step[Hit[Row] | None]:
+        return (yield from super().get(f"{key}"))
+
+    def get_or_load(self, key: str, loader: Callable[[], Row], ttl: float | None) -> Step[Row]:
+        return (yield from super().get_or_load(f"{key}", loader, ttl))
+
+    def snapshot_version(self, key: str) -> Step[Version]:
+        return (yield from super().snapshot_version(f"{key}"))
+
+    def set_if_version(
+        self, key: str, value: Row, version: Version, ttl: float | None
+    ) -> Step[WriteResult]:
+        return (yield from super().set_if_version(f"{key}", value, version, ttl))
+
+    def invalidate(self, key: str) -> Step[None]:
+        return (yield from super().invalidate(f"{key}"))
+
+
+def test_a_key_spelling_the_library_formats_is_caught() -> None:
+    machine = model(FormatsKeys)
+    machine.start_get_or_load(node=0, key=LYING_A, ahead=5)  # stores a@0 under "lying-key"
+
+    found = headline(lambda: machine.start_get_or_load(node=0, key=LYING_B, ahead=5))
+
+    assert found.startswith("integrity violated"), found
+
+
+def test_the_model_finds_the_key_formatting_bug_by_itself() -> None:
+    found = search(FormatsKeys, {"get_or_load", "get", "fill"}, set(), examples=200)
+    assert found.startswith(("integrity", "FRESH", "fail-closed", "liveness")), found
+
+
+class NaiveKeySpace(KeySpace):
+    """Broken: joins namespace and key without the length prefix."""
+
+    __slots__ = ()
+
+    def single(self, key: str) -> CacheKey:
+        joined = f"{self.namespace}:{key}"
+        return CacheKey(key, f"naive:v:{joined}", f"naive:g:{joined}")
+
+
+class NaiveNames(Core[Row]):
+    """Broken: a cache whose storage names of two namespaces can collide."""
+
+    def __init__(self, options: Options[Row]) -> None:
+        super().__init__(options)
+        self.keys = NaiveKeySpace(options.namespace)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        local,
+        lambda core: SharedVersions(2, core, fake_redis),
+        lambda core: AllInRedis(2, core, fake_redis),
+    ],
+    ids=["local", "shared-versions", "redis"],
+)
+def test_colliding_namespaces_are_caught_by_integrity(build: Build) -> None:
+    machine = model(NaiveNames, build=build)
+    try:
+        machine.fill_then_get_hits(node=0, key=A)  # main namespace <base>:x, key a
+        alias = machine.topo.alias
+
+        found = headline(lambda: machine.start_get(node=alias, key=A, ahead=3))  # x:a
+
+        assert found.startswith("integrity violated"), found
+    finally:
+        machine.topo.close()
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        local,
+        lambda core: SharedVersions(2, core, fake_redis),
+        lambda core: AllInRedis(2, core, fake_redis),
+    ],
+    ids=["local", "shared-versions", "redis"],
+)
+def test_the_production_names_keep_the_namespaces_apart(build: Build) -> None:
+    machine = model(build=build)
+    try:
+        machine.fill_then_get_hits(node=0, key=A)
+        machine.start_get(node=machine.topo.alias, key=A, ahead=3)
+        machine.after_every_rule()
+        assert machine.history.ops[-1].served == {}
+    finally:
+        machine.topo.close()
+
+
+def test_result_keys_must_be_plain_strings() -> None:
+    class EnumKeyedResults(Core[Row]):
+        """Broken: returns ``get_many`` results keyed by the caller's spelling."""
+
+        def get_many(self, keys: Iterable[str]) -> Step[tuple[dict[str, Row], list[str]]]:
+            wanted: Sequence[str] = list(keys)
+            found, missing = yield from super().get_many(wanted)
+            spelt = {plain(k): k for k in wanted}
+            return {spelt[k]: v for k, v in found.items()}, missing
+
+    machine = model(EnumKeyedResults)
+    machine.fill_then_get_hits(node=0, key=A)
+    machine.fill_then_get_hits(node=0, key=B)
+    size = 64  # two members (size % 2 == 0), both spelt as KeyName: (64 >> 4) % 3 == 1 == 64 >> 6
+    found = headline(lambda: machine.start_get_many(node=0, keys=(size, 0), ahead=6))
+    assert found.startswith("integrity violated"), found
