@@ -2,28 +2,59 @@
 
 With no arguments it runs the correct protocol on every topology it can reach (in-process
 stores, fakeredis, plus a real server when a binary is found or ``--redis-url`` is given,
-plus a local cluster with ``--cluster``) and the negative control, splitting ``--budget``
-seconds between them, then prints one table. Exit status 1 means an unexpected result: a
-violation on a correct topology, or a control / bug-zoo variant that was *not* caught.
+plus a local cluster with ``--cluster``) and the negative controls, within ``--budget``
+seconds in all, then prints one table with a legend. Exit status 1 means an unexpected
+result: a violation on a correct topology, or a control / bug-zoo variant that was *not*
+caught.
+
+Time: the negative controls run first, in their targeted phase, each for up to 30 s (or
+its share, if larger) and usually caught in a few; then every other target gets an equal
+share of the time still left when it starts, so time a control did not need goes to the
+others, and a target that overruns is absorbed by the rest. Rounds are short
+(``--examples`` each) and none starts after its target's deadline; shrinking a violation
+stops after 5 s (or the time left), so the whole run stays within the budget.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .coverage import Coverage, summary
 from .machine import FAULTS
-from .run import CONTROLS, TOPOLOGIES, Result, Target, hunt, url_client
+from .run import (
+    CONTROLS,
+    FAULT_HELP,
+    TARGETED,
+    TOPOLOGIES,
+    TOPOLOGY_HELP,
+    Result,
+    Target,
+    hunt,
+    url_client,
+)
 from .topology import Connect
 from .zoo import VARIANTS
 
 if TYPE_CHECKING:
     import redis.cluster
+
+PROGRESS_SECONDS = 5.0
+"""Progress is printed at least this often while a target runs (and at its end)."""
+SHRINK_SECONDS = 5.0
+"""Shrinking a violation found within a budget stops after this long (the trace printed
+may then not be minimal; its replay line shrinks for up to ``REPLAY_SHRINK_SECONDS``)."""
+REPLAY_SHRINK_SECONDS = 30.0
+CONTROL_SECONDS = 30.0
+"""A targeted negative control may use up to this long (or its share, if larger)."""
+RESERVE_SECONDS = 2.0
+"""Kept back from the budget for start-up, the closing table and shutting servers down."""
 
 
 @dataclass
@@ -33,18 +64,58 @@ class Row:
     target: Target
     variant: str | None
     expected_to_fail: bool
+    targeted: bool = False
+    first_seed: int = 0
     rounds: int = 0
     examples: int = 0
     effects: int = 0
     faults: int = 0
     seconds: float = 0.0
     caught: Result | None = None
-    seed: int | None = None
+    coverage: Coverage = field(default_factory=Coverage)
 
     @property
     def unexpected(self) -> bool:
         """A violation where none may be, or no violation where one must be."""
         return (self.caught is not None) != self.expected_to_fail
+
+    @property
+    def verdict(self) -> str:
+        """What happened, in the words of the legend."""
+        if self.caught is None:
+            if not self.expected_to_fail:
+                return "clean"
+            return "CONTROL NOT CAUGHT" if self.variant is None else "VARIANT NOT CAUGHT"
+        if not self.expected_to_fail:
+            return "UNEXPECTED VIOLATION"
+        return "control caught" if self.variant is None else "variant caught"
+
+
+LEGEND = """\
+Legend:
+  verdict     clean: the correct protocol, no property broke in any example.
+              control caught / variant caught: a negative control or bug-zoo variant broke
+                a property, as it must (it shows the checks are not vacuous).
+              UNEXPECTED VIOLATION: the correct protocol broke a property (a bug).
+              CONTROL NOT CAUGHT / VARIANT NOT CAUGHT: a known-bad setup went undetected
+                in its share of the budget (the model was too weak or too slow).
+  phase       swarm: every rule family and fault the topology survives, a random subset
+                per example; targeted: a negative control's run narrowed to the rules its
+                hazard needs (same machine, same checks; see model/run.py TARGETED).
+  examples    generated examples (each up to --steps rules); effects: store interactions
+              driven one at a time; faults: injected failures and store faults.
+  caught at   examples generated before the first violation (shrinking not counted).
+  seeds       Hypothesis seeds of the rounds run (one round = --examples examples)."""
+
+
+def _epilog() -> str:
+    width = max(len(name) for name in [*TOPOLOGY_HELP, *FAULT_HELP])
+    topologies = "\n".join(f"  {n:<{width}}  {TOPOLOGY_HELP[n]}" for n in sorted(TOPOLOGIES))
+    faults = "\n".join(f"  {n:<{width}}  {FAULT_HELP[n]}" for n in sorted(FAULTS))
+    return (
+        f"topologies:\n{topologies}\n\nfault families:\n{faults}\n\n"
+        "Exit status 0: every result as expected; 1: an unexpected result (see the table)."
+    )
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -52,8 +123,15 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="cascache-audit",
         description="Run the cascache interleaving model over every topology.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--budget", type=float, default=120.0, help="seconds in all (120)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=120.0,
+        help="seconds in all, shrinking included (120)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="first Hypothesis seed")
     parser.add_argument(
         "--topology", action="append", choices=sorted(TOPOLOGIES), help="repeatable"
@@ -62,7 +140,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--faults",
         default=",".join(sorted(FAULTS)),
-        help=f"comma-separated fault families, or 'none' ({','.join(sorted(FAULTS))})",
+        help="comma-separated fault families (below), or 'none' (all)",
     )
     parser.add_argument(
         "--variant",
@@ -78,16 +156,44 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=["fakeredis", "real", "cluster"],
         help="only these Redis backends (repeatable)",
     )
-    parser.add_argument("--examples", type=int, default=200, help="examples per round (200)")
+    parser.add_argument("--examples", type=int, default=50, help="examples per round (50)")
     parser.add_argument("--steps", type=int, default=25, help="rules per example (25)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="run exactly this many rounds per target, ignoring --budget (replays a row)",
+    )
+    parser.add_argument(
+        "--swarm-controls",
+        action="store_true",
+        help="run negative controls with the full swarm instead of their targeted phase",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also print Hypothesis's failing program and its reproduce blob",
+    )
+    parser.add_argument(
+        "--coverage",
+        action="store_true",
+        help="print, per target, which (operation, effect, outcome) cells, refusal reasons "
+        "and hazards the run reached",
+    )
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON to PATH")
     args = parser.parse_args(argv)
     if args.nodes < 1:
         parser.error("--nodes must be at least 1")
     if args.budget <= 0:
         parser.error("--budget must be positive")
+    if args.examples < 1 or args.steps < 1 or (args.rounds is not None and args.rounds < 1):
+        parser.error("--examples, --steps and --rounds must be at least 1")
     faults = set() if args.faults == "none" else set(filter(None, args.faults.split(",")))
     if unknown := faults - FAULTS:
-        parser.error(f"unknown fault families: {', '.join(sorted(unknown))}")
+        parser.error(
+            f"unknown fault families: {', '.join(sorted(unknown))} "
+            f"(known: {', '.join(sorted(FAULTS))})"
+        )
     args.faults = frozenset(faults)
     return args
 
@@ -145,95 +251,205 @@ def servers(args: argparse.Namespace) -> Iterator[dict[str, Connect]]:
         yield connects
 
 
-def audit(args: argparse.Namespace) -> list[Row]:
-    """Run every planned target on its share of the budget; print progress as it goes."""
+def audit(args: argparse.Namespace, started: float | None = None) -> list[Row]:
+    """Run every planned target within the budget; print progress as it goes."""
+    started = time.perf_counter() if started is None else started
+    deadline = started + max(1.0, args.budget - RESERVE_SECONDS)
+    seed = args.seed if args.seed is not None else int(time.time())
     with servers(args) as connects:
         pairs = plan(args, real="real" in connects)
         rows = [
-            Row(t, v, expected_to_fail=v is not None or t.topology in CONTROLS) for t, v in pairs
+            Row(
+                t,
+                v,
+                expected_to_fail=v is not None or t.topology in CONTROLS,
+                targeted=v is None and t.topology in TARGETED and not args.swarm_controls,
+                first_seed=seed,
+            )
+            for t, v in pairs
         ]
-        share = args.budget / max(1, len(rows))
-        seed = args.seed if args.seed is not None else int(time.time())
+        budget = "no budget" if args.rounds else f"{args.budget:.0f}s budget"
         print(
-            f"cascache-audit: {len(rows)} targets, {args.budget:.0f}s budget, seed {seed}, "
+            f"cascache-audit: {len(rows)} targets, {budget}, seed {seed}, "
+            f"{args.examples} examples per round, "
             f"faults {','.join(sorted(args.faults)) or 'none'}",
             flush=True,
         )
-        started = time.perf_counter()
-        for row in rows:
-            result = hunt(
-                row.target,
-                row.variant,
-                rounds=1_000_000,
-                examples=args.examples,
-                first_seed=seed,
-                deadline=time.perf_counter() + share,
-                steps=args.steps,
-                faults=args.faults,
-                connect=connects.get(row.target.backend),
-                shrink_seconds=max(10.0, share / 2),
-            )
-            row.rounds, row.examples = result.rounds, result.examples
-            row.effects, row.faults, row.seconds = result.effects, result.faults, result.seconds
-            if result.failure is not None:
-                row.caught, row.seed = result, result.seed
-            mark = "caught" if row.caught else "clean"
-            print(
-                f"[{time.perf_counter() - started:6.0f}s] {row.target} "
-                f"{row.variant or 'protocol'}: {row.rounds} rounds, {row.examples} examples, "
-                f"{row.effects} effects, {row.faults} faults: {mark}"
-                f"{'  << UNEXPECTED' if row.unexpected else ''}",
-                flush=True,
-            )
+        # Controls first: a targeted control is usually caught in seconds and hands the
+        # rest of its time to the targets after it, but may take up to CONTROL_SECONDS.
+        order = sorted(rows, key=lambda row: not row.targeted)
+        for index, row in enumerate(order):
+            left = deadline - time.perf_counter()
+            share = left / (len(order) - index)
+            if row.targeted:
+                share = max(share, min(CONTROL_SECONDS, left / 3))
+            run_target(args, row, connects, share, started)
     return rows
+
+
+def run_target(
+    args: argparse.Namespace,
+    row: Row,
+    connects: dict[str, Connect],
+    share: float,
+    started: float,
+) -> None:
+    """Hunt one target for its share of the time (or ``--rounds`` rounds), with progress."""
+    name = f"{row.target} {row.variant or 'protocol'}{' (targeted)' if row.targeted else ''}"
+    last = [time.perf_counter()]
+
+    def progress(total: Result) -> None:
+        now = time.perf_counter()
+        if total.failure is None and now - last[0] < PROGRESS_SECONDS:
+            return
+        last[0] = now
+        print(
+            f"[{now - started:5.0f}s]   {name}: {total.rounds} rounds, {total.examples} "
+            f"examples{', caught' if total.failure else ''}",
+            flush=True,
+        )
+
+    fixed = args.rounds is not None
+    result = hunt(
+        row.target,
+        row.variant,
+        rounds=args.rounds if fixed else 1_000_000,
+        examples=args.examples,
+        first_seed=row.first_seed,
+        deadline=None if fixed else time.perf_counter() + max(0.0, share),
+        steps=args.steps,
+        faults=args.faults,
+        connect=connects.get(row.target.backend),
+        shrink_seconds=REPLAY_SHRINK_SECONDS if fixed else min(SHRINK_SECONDS, max(1.0, share)),
+        targeted=row.targeted,
+        progress=progress,
+    )
+    row.rounds, row.examples = result.rounds, result.examples
+    row.effects, row.faults, row.seconds = result.effects, result.faults, result.seconds
+    row.coverage = result.coverage
+    if result.failure is not None:
+        row.caught = result
+    print(
+        f"[{time.perf_counter() - started:5.0f}s] {name}: {row.rounds} rounds, "
+        f"{row.examples} examples, {row.effects} effects, {row.faults} faults: {row.verdict}"
+        f"{'  << UNEXPECTED' if row.unexpected else ''}",
+        flush=True,
+    )
+
+
+def replay(args: argparse.Namespace, row: Row) -> str:
+    """The command line that replays ``row`` exactly: its caught round, or all its rounds."""
+    seed = row.caught.seed if row.caught is not None else row.first_seed
+    rounds = 1 if row.caught is not None else max(1, row.rounds)
+    return (
+        f"cascache-audit --topology {row.target.topology} "
+        f"--nodes {row.target.nodes} --seed {seed} --rounds {rounds} "
+        f"--examples {args.examples} --steps {args.steps} "
+        f"--faults {','.join(sorted(args.faults)) or 'none'}"
+        + (f" --variant {row.variant}" if row.variant else "")
+        + (" --swarm-controls" if row.target.topology in TARGETED and not row.targeted else "")
+        + {
+            "memory": " --no-real",
+            "fakeredis": " --no-real --backend fakeredis",
+            "real": " --backend real",
+            "cluster": " --no-real --cluster --backend cluster",
+        }[row.target.backend]
+    )
 
 
 def table(rows: Sequence[Row]) -> str:
     """The closing Markdown table."""
     lines = [
-        "| topology | backend | nodes | variant | examples | effects | faults injected "
-        "| violations expected / unexpected | caught after (examples) | time |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| topology | backend | nodes | variant | phase | verdict | examples | effects "
+        "| faults | caught at | seeds | time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        expected = 1 if row.caught is not None and row.expected_to_fail else 0
-        unexpected = 1 if row.unexpected else 0
-        caught_after = (
+        caught_at = (
             "-"
             if row.caught is None or row.caught.caught_after is None
             else str(row.caught.caught_after)
         )
+        last_seed = row.first_seed + max(0, row.rounds - 1)
         lines.append(
             f"| {row.target.topology} | {row.target.backend} | {row.target.nodes} "
-            f"| {row.variant or '-'} | {row.examples} | {row.effects} | {row.faults} "
-            f"| {expected} / {unexpected} | {caught_after} | {row.seconds:.0f}s |"
+            f"| {row.variant or '-'} | {'targeted' if row.targeted else 'swarm'} "
+            f"| {row.verdict} | {row.examples} | {row.effects} | {row.faults} | {caught_at} "
+            f"| {row.first_seed}..{last_seed} | {row.seconds:.0f}s |"
         )
     return "\n".join(lines)
 
 
+def as_json(rows: Sequence[Row], args: argparse.Namespace, seconds: float) -> str:
+    """The rows as JSON (for scripts such as ``bench/audit_repeat.py``)."""
+    return json.dumps(
+        {
+            "budget": args.budget,
+            "seconds": seconds,
+            "unexpected": sum(row.unexpected for row in rows),
+            "rows": [
+                {
+                    "topology": row.target.topology,
+                    "backend": row.target.backend,
+                    "nodes": row.target.nodes,
+                    "variant": row.variant,
+                    "targeted": row.targeted,
+                    "expected_to_fail": row.expected_to_fail,
+                    "verdict": row.verdict,
+                    "unexpected": row.unexpected,
+                    "rounds": row.rounds,
+                    "examples": row.examples,
+                    "effects": row.effects,
+                    "faults": row.faults,
+                    "caught_at": None if row.caught is None else row.caught.caught_after,
+                    "seconds": row.seconds,
+                    "replay": replay(args, row),
+                }
+                for row in rows
+            ],
+        },
+        indent=2,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``cascache-audit``."""
+    started = time.perf_counter()
     args = parse(argv)
-    rows = audit(args)
+    rows = audit(args, started)
     print()
     print(table(rows))
+    print()
+    print(LEGEND)
     for row in rows:
-        if row.caught is not None:
-            print()
+        print()
+        if row.caught is None:
+            print(f"--- {row.verdict}: {row.target} {row.variant or 'protocol'}")
+        else:
             kind = "expected" if row.expected_to_fail else "UNEXPECTED"
             print(f"--- {kind} violation: {row.target} {row.variant or 'protocol'}")
             print(row.caught.failure)
-            print(row.caught.reproduce)
-            print(
-                f"replay: cascache-audit --topology {row.target.topology} "
-                f"--backend {row.target.backend} --nodes {row.target.nodes} --seed {row.seed} "
-                f"--examples {args.examples} --steps {args.steps} --faults "
-                f"{','.join(sorted(args.faults)) or 'none'}"
-                + (f" --variant {row.variant}" if row.variant else "")
-            )
+            if args.verbose:
+                print(row.caught.reproduce)
+        print(f"replay: {replay(args, row)}")
+        if args.coverage:
+            print(f"coverage: {summary(row.coverage)}")
+            print(row.coverage.render())
+            gaps = row.coverage.missing()
+            if gaps:
+                print("reachable cells not reached: " + "; ".join(gaps))
     bad = [row for row in rows if row.unexpected]
+    seconds = time.perf_counter() - started
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as out:
+            out.write(as_json(rows, args, seconds))
     print()
-    print("audit: OK" if not bad else f"audit: {len(bad)} unexpected result(s)")
+    print(
+        f"audit: OK in {seconds:.0f}s"
+        if not bad
+        else f"audit: {len(bad)} unexpected result(s) in {seconds:.0f}s: "
+        + "; ".join(f"{row.target} {row.variant or 'protocol'}: {row.verdict}" for row in bad)
+    )
     return 1 if bad else 0
 
 

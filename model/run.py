@@ -10,7 +10,7 @@ import contextlib
 import io
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from hypothesis import HealthCheck, settings
@@ -19,6 +19,7 @@ from hypothesis.stateful import get_state_machine_test
 
 from cascache.batch import Core
 
+from .coverage import Coverage
 from .machine import FAULTS, ModelFailure, machine_for
 from .topology import (
     AllInRedis,
@@ -49,8 +50,68 @@ TOPOLOGIES: dict[str, tuple[bool, frozenset[str]]] = {
 """Every topology the model knows, with the faults it runs under. Redis keeps its own
 clock, so the model cannot move it; only the failover topologies have a replica."""
 
+TOPOLOGY_HELP: dict[str, str] = {
+    "local": "cascache.new, in-process stores shared by the nodes (no violation expected)",
+    "shared-versions": "a MemoryProvider per node, versions shared in Redis (none expected)",
+    "redis": "cascache.redis.new: values and versions in Redis, Lua scripts (none expected)",
+    "per-node-local-versions": "negative control: shared values, a version store per node "
+    "(must be caught)",
+    "redis-failover": "negative control: redis with a lagging replica that a fault promotes "
+    "(must be caught)",
+    "redis-failover-wait": "redis-failover with every invalidate waiting for the replica "
+    "(none expected)",
+}
+"""One line per topology, for ``cascache-audit --help`` and the README."""
+
+FAULT_HELP: dict[str, str] = {
+    "step": "a store effect fails, either not applied or applied with the reply lost",
+    "evict": "a value-store entry or batch entry disappears (eviction)",
+    "corrupt": "a stored entry is corrupted: a byte flips, another valid frame of the same "
+    "length replaces it, or a current frame whose payload the codec refuses",
+    "writeback": "an older frame of a key is written back into a value store (a slow "
+    "writer, a lagging value replica)",
+    "outage": "the version store fails every effect for several rules",
+    "lose_version": "one key's version, or every version, is lost (eviction, restart, FLUSHALL)",
+    "clock": "time jumps forward, so entries expire (in-process stores only)",
+    "failover": "the replica syncs, or is promoted (failover topologies only)",
+}
+"""One line per fault family, for ``cascache-audit --help`` and the README."""
+
 CONTROLS = frozenset({"per-node-local-versions", "redis-failover"})
 """Negative controls: expected to fail, so a passing run of one is itself a failure."""
+
+
+@dataclass(frozen=True)
+class Focus:
+    """A targeted run: the model narrowed to the rule families and faults one hazard needs.
+
+    A negative control shows that the checks are not vacuous; it needs only to be caught,
+    and the full swarm reaches its hazard only now and then. The targeted run uses the same
+    machine, rules and checks with fewer families enabled, so the hazard is a few rules
+    away in most examples.
+    """
+
+    kinds: frozenset[str]
+    faults: frozenset[str]
+    max_keys: int
+    hazard: str
+
+
+TARGETED: dict[str, Focus] = {
+    "per-node-local-versions": Focus(
+        frozenset({"fill", "writer", "get"}),
+        frozenset(),
+        1,
+        "a fill races a write and invalidate made on the other node, then a read",
+    ),
+    "redis-failover": Focus(
+        frozenset({"writer", "get", "inject"}),
+        frozenset({"failover"}),
+        1,
+        "a fill, a write and invalidate, then a failover before the replica caught up",
+    ),
+}
+"""The targeted run of each negative control (the audit runs it first)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +142,9 @@ class Result:
     expected_to_fail: bool = False
     rounds: int = 0
     seed: int | None = None
+    round_examples: int = 0
+    targeted: bool = False
+    coverage: Coverage = field(default_factory=Coverage)
 
     @property
     def as_expected(self) -> bool:
@@ -163,15 +227,28 @@ def run(
     faults: frozenset[str] | None = None,
     connect: Connect | None = None,
     shrink_seconds: float | None = 30.0,
+    targeted: bool = False,
 ) -> Result:
-    """Run the model once on ``target`` (optionally with a bug-zoo ``variant``)."""
+    """Run the model once on ``target`` (optionally with a bug-zoo ``variant``); with
+    ``targeted``, narrowed to the control's :data:`TARGETED` focus."""
     needs_redis, survives = TOPOLOGIES[target.topology]
     if needs_redis and connect is None:
         connect = fake_redis if target.backend == "fakeredis" else None
     chosen: Variant | None = VARIANTS[variant] if variant is not None else None
     core: CoreFactory = chosen.core if chosen is not None else Core
     active = survives & (faults if faults is not None else FAULTS)
-    machine = machine_for(build(target, connect), core=core, faults=active)
+    focus = TARGETED[target.topology] if targeted else None
+    if focus is None:
+        machine = machine_for(build(target, connect), core=core, faults=active)
+    else:
+        machine = machine_for(
+            build(target, connect),
+            core=core,
+            faults=survives & focus.faults,
+            kinds=focus.kinds,
+            max_keys=focus.max_keys,
+            swarm=False,
+        )
     config = settings(
         max_examples=examples,
         stateful_step_count=steps,
@@ -189,6 +266,9 @@ def run(
         target,
         variant,
         expected_to_fail=chosen is not None or target.topology in CONTROLS,
+        round_examples=examples,
+        targeted=targeted,
+        seed=seed,
     )
     report = io.StringIO()
     started = time.perf_counter()
@@ -214,6 +294,7 @@ def run(
     tally = machine.tally
     result.examples, result.effects, result.faults = tally.examples, tally.effects, tally.faults
     result.caught_after = tally.first_failure
+    result.coverage = machine.coverage
     result.reproduce = text
     return result
 
@@ -230,17 +311,29 @@ def hunt(
     faults: frozenset[str] | None = None,
     connect: Connect | None = None,
     shrink_seconds: float | None = 30.0,
+    targeted: bool = False,
+    progress: Callable[[Result], None] | None = None,
 ) -> Result:
     """Run seeded rounds until one finds a violation, ``rounds`` ran, or ``deadline`` passed.
 
     Many short rounds with different seeds explore more varied interleavings than one
     long run, whose later examples mostly mutate its earlier ones. The result adds up
-    every round; ``seed`` in its notes is the round that found the violation.
+    every round; its ``seed`` and ``round_examples`` replay the round that found the
+    violation.
+
+    Rounds are all ``examples`` long, so rounds ``first_seed .. first_seed + n - 1`` replay
+    exactly. With a ``deadline`` no round starts after it, and shrinking a violation is
+    capped by the time left (at least one second), so a hunt overruns its deadline by at
+    most one round. ``progress`` is called after every round.
     """
-    total = Result(target, variant)
+    total = Result(target, variant, targeted=targeted, round_examples=examples)
     for number in range(rounds):
-        if deadline is not None and number > 0 and time.perf_counter() >= deadline:
-            break
+        shrink = shrink_seconds
+        if deadline is not None:
+            left = deadline - time.perf_counter()
+            if number > 0 and left <= 0:
+                break
+            shrink = max(1.0, min(shrink_seconds or left, left))
         seed = first_seed + number
         found = run(
             target,
@@ -250,7 +343,8 @@ def hunt(
             seed=seed,
             faults=faults,
             connect=connect,
-            shrink_seconds=shrink_seconds,
+            shrink_seconds=shrink,
+            targeted=targeted,
         )
         total.expected_to_fail = found.expected_to_fail
         total.rounds += 1
@@ -258,10 +352,14 @@ def hunt(
         total.effects += found.effects
         total.faults += found.faults
         total.seconds += found.seconds
+        total.coverage.merge(found.coverage)
         if found.failure is not None:
             total.failure, total.reproduce = found.failure, found.reproduce
             if found.caught_after is not None:
                 total.caught_after = total.examples - found.examples + found.caught_after
             total.seed = seed
+        if progress is not None:
+            progress(total)
+        if found.failure is not None:
             break
     return total
