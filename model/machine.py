@@ -337,16 +337,7 @@ class CacheModel(RuleBasedStateMachine):
         size, order = drawn
         at = self._node(node)
         if aim:
-            held = [
-                (reader, slot)
-                for name, slot in self.slots.items()
-                if slot.batch
-                for store in range(self.topo.value_stores())
-                for reader in self.topo.readers(store)
-                if reader in slot.space.nodes
-                and self._node(reader) == reader
-                and self.topo.raw(store, name) is not None
-            ]
+            held = self._held(batch=True)
             if held:
                 at, slot = held[order % len(held)]
                 orders = list(itertools.permutations(slot.keys))
@@ -363,20 +354,25 @@ class CacheModel(RuleBasedStateMachine):
         meets a stored entry; drawn uniformly, most reads meet an empty slot."""
         at = self._node(node)
         if aim:
-            held = [
-                (reader, slot)
-                for name, slot in self.slots.items()
-                if not slot.batch
-                for store in range(self.topo.value_stores())
-                for reader in self.topo.readers(store)
-                if reader in slot.space.nodes
-                and self._node(reader) == reader
-                and self.topo.raw(store, name) is not None
-            ]
+            held = self._held(batch=False)
             if held:
                 at, slot = held[drawn % len(held)]
                 return at, slot.keys[0], spell(slot.keys[0], drawn // 7)
         return (at, *self.key(at, drawn))
+
+    def _held(self, batch: bool) -> list[tuple[int, Slot]]:
+        """(node, slot) for every batch (or single) entry a value store holds, paired with
+        each node in play that reads that store and serves that slot's namespace."""
+        return [
+            (reader, slot)
+            for name, slot in self.slots.items()
+            if slot.batch == batch
+            for store in range(self.topo.value_stores())
+            for reader in self.topo.readers(store)
+            if reader in slot.space.nodes
+            and self._node(reader) == reader
+            and self.topo.raw(store, name) is not None
+        ]
 
     def _batch_set(self, space: int, names: Sequence[str]) -> None:
         members = tuple(sorted(names))

@@ -29,6 +29,21 @@ from tests.servers import RedisCluster, RedisServer, find_server_binary
 
 REQUIRE_ENV = "CASCACHE_REQUIRE_REDIS"
 
+
+class Hostile(str):
+    """A key equal to (and hashing like) its value, whose ``str()``, ``format()`` and
+    ``encode()`` all disagree with it: a library must use the plain value (DESIGN §3.11)."""
+
+    def __str__(self) -> str:
+        return "hostile"
+
+    def __format__(self, spec: str) -> str:
+        return "formatted"
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return b"encoded"
+
+
 # Hypothesis profiles: "dev" (the default) is fast; CI sets CASCACHE_PROFILE=ci for more
 # examples. The open-ended profile is the audit command's (``cascache-audit --budget``).
 settings.register_profile("dev", max_examples=50, deadline=None)

@@ -39,6 +39,7 @@ from cascache.fence import new_fence
 from cascache.genstore import GenStore
 from cascache.keys import CacheKey
 from cascache.wire import decode_single, encode_single
+from tests.conftest import Hostile
 from tests.servers import count_round_trips, primaries, warm_up
 
 GENERIC = ["local", "shared-versions-fake"]
@@ -1415,19 +1416,6 @@ class Color(str, enum.Enum):  # noqa: UP042 - the mixin is the point: its f-stri
 
 class Shade(enum.StrEnum):
     RED = "red"
-
-
-class Hostile(str):
-    """A key whose ``__str__``, ``__format__`` and ``encode`` all disagree with its value."""
-
-    def __str__(self) -> str:
-        return "hostile"
-
-    def __format__(self, spec: str) -> str:
-        return "formatted"
-
-    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-        return b"encoded"
 
 
 SPELLINGS: list[Callable[[str], str]] = [str, Hostile, Color, Shade]

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from cascache.keys import KEY_CACHE_SIZE, PREFIX, CacheKey, KeySpace, canonical_key
-from tests.conftest import AnyRedis
+from tests.conftest import AnyRedis, Hostile
 
 names = st.text(min_size=1, max_size=12)
 pairs = st.tuples(names, names)
@@ -134,19 +134,6 @@ def test_a_key_that_is_not_unicode_text_is_refused() -> None:
     with pytest.raises(ValueError, match="not valid Unicode"):
         canonical_key("get", "\ud800")
     assert canonical_key("get", "ключ") == "ключ"
-
-
-class Hostile(str):
-    """Equal to (and hashing like) its value, but every other spelling of it disagrees."""
-
-    def __str__(self) -> str:
-        return "hostile"
-
-    def __format__(self, spec: str) -> str:
-        return "formatted"
-
-    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-        return b"encoded"
 
 
 class Mixed(str, enum.Enum):  # noqa: UP042 - the mixin is the point: its f-string is not its value

@@ -403,15 +403,7 @@ class NaiveKeySpace(KeySpace):
         return CacheKey(key, f"naive:v:{joined}", f"naive:g:{joined}")
 
 
-class NaiveNames(Core[Row]):
-    """Broken: a cache whose storage names of two namespaces can collide."""
-
-    def __init__(self, options: Options[Row]) -> None:
-        super().__init__(options)
-        self.keys = NaiveKeySpace(options.namespace)
-
-
-@pytest.mark.parametrize(
+on_every_topology = pytest.mark.parametrize(
     "build",
     [
         local,
@@ -420,6 +412,17 @@ class NaiveNames(Core[Row]):
     ],
     ids=["local", "shared-versions", "redis"],
 )
+
+
+class NaiveNames(Core[Row]):
+    """Broken: a cache whose storage names of two namespaces can collide."""
+
+    def __init__(self, options: Options[Row]) -> None:
+        super().__init__(options)
+        self.keys = NaiveKeySpace(options.namespace)
+
+
+@on_every_topology
 def test_colliding_namespaces_are_caught_by_integrity(build: Build) -> None:
     machine = model(NaiveNames, build=build)
     try:
@@ -433,15 +436,7 @@ def test_colliding_namespaces_are_caught_by_integrity(build: Build) -> None:
         machine.topo.close()
 
 
-@pytest.mark.parametrize(
-    "build",
-    [
-        local,
-        lambda core: SharedVersions(2, core, fake_redis),
-        lambda core: AllInRedis(2, core, fake_redis),
-    ],
-    ids=["local", "shared-versions", "redis"],
-)
+@on_every_topology
 def test_the_production_names_keep_the_namespaces_apart(build: Build) -> None:
     machine = model(build=build)
     try:
