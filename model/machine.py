@@ -96,6 +96,20 @@ BOTH_READS = frozenset({"read", "read_many", "read_batch"})
 WRITES = {("values", "set"), ("values", "add"), ("redis", "write_if_version")}
 """(target, op) of the effects that store an entry; each returns whether it stored."""
 
+EFFECTS = frozenset(
+    {
+        *(("versions", op) for op in VERSION_READS | {"advance"}),
+        *(("redis", op) for op in BOTH_READS | {"invalidate"}),
+        *WRITES,
+        *(("values", op) for op in ("get", "get_many", "delete", "delete_many")),
+        ("source", "load"),
+        ("source", "load_many"),
+    }
+)
+"""Every (target, op) the model knows how to read. An effect outside it is a violation
+("effect vocabulary"): the checks above classify effects by these labels, so a renamed or
+new effect would otherwise escape the write contract, provenance and fail-closed."""
+
 
 class FaultInjected(ConnectionError):
     """The error an injected store failure raises into the operation."""
@@ -559,6 +573,12 @@ class CacheModel(RuleBasedStateMachine):
         what it did, and check what a write effect may have broken."""
         effect = proc.process.pending
         assert effect is not None
+        if (effect.target, effect.op) not in EFFECTS:
+            self._fail(
+                "effect vocabulary",
+                f"p{proc.id} {proc.label} yields {effect.target}.{effect.op}, an effect the "
+                "model cannot classify (see model.machine.EFFECTS)",
+            )
         down = self.outage > 0 and effect.target in self.topo.outage_targets
         if down:
             fault = "applied" if fault == "applied" else "fail"

@@ -20,7 +20,7 @@ from cascache.effects import Step, perform
 from cascache.fence import Version
 from cascache.keys import CacheKey, KeySpace
 from cascache.options import Options
-from cascache.results import BatchWriteResult, Hit, VersionedValue, WriteResult
+from cascache.results import BatchWriteResult, Hit, VersionedValue, WriteOutcome, WriteResult
 from cascache.wire import Member, decode_single, encode_batch, encode_single
 from model.machine import FAULTS, KINDS, CacheModel, ModelFailure, machine_for
 from model.oracle import ROW_CODEC, KeyName, LyingKey, Row, plain, spell
@@ -464,3 +464,36 @@ def test_result_keys_must_be_plain_strings() -> None:
     size = 64  # two members (size % 2 == 0), both spelt as KeyName: (64 >> 4) % 3 == 1 == 64 >> 6
     found = headline(lambda: machine.start_get_many(node=0, keys=(size, 0), ahead=6))
     assert found.startswith("integrity violated"), found
+
+
+class RenamedWrite(Core[Row]):
+    """Broken: the conditional write's store effect is relabelled, so a model that sorted
+    effects by label would no longer hold it to the write contract."""
+
+    def store(
+        self,
+        op: str,
+        key: str,
+        storage_key: str,
+        frame: bytes,
+        ttl: float | None,
+        batch: bool = False,
+    ) -> Step[WriteOutcome]:
+        stored = yield from perform(
+            self.values(
+                "put", [storage_key], lambda: self.provider.set(storage_key, frame, len(frame), ttl)
+            )
+        )
+        return WriteOutcome.STORED if stored else WriteOutcome.PROVIDER_REJECTED
+
+
+def test_an_effect_the_model_cannot_classify_is_a_violation() -> None:
+    machine = model(RenamedWrite)
+    try:
+        machine.start_fill(node=0, key=A, ahead=3)  # snapshot, load, version check
+
+        found = headline(lambda: machine.step(pick=0, fault="ok"))  # the relabelled store
+
+        assert found.startswith("effect vocabulary violated"), found
+    finally:
+        machine.topo.close()
