@@ -1683,3 +1683,150 @@ def test_a_failing_seed_does_not_hide_the_stored_batch() -> None:
     assert result.stored and result.seeded_singles == 0
     assert events == ["set_if_versions:a", "set_if_versions:b"]
     assert cache.get_many(["a", "b"]) == ({"a": "a", "b": "b"}, [])
+
+
+# -- exact reports per call site ---------------------------------------------------------
+# Each scenario injects one store failure into a cache with in-process stores (the call
+# sites are the same code on every topology) and checks what the caller and the hooks are
+# told: the operation, the key(s) and the error, exactly.
+
+
+def _reporting(**options: Any) -> tuple[CAS[Any], FaultyProvider, FaultyGenStore, Recorder]:
+    hooks = Recorder()
+    provider = FaultyProvider(MemoryProvider())
+    gens = FaultyGenStore(cascache.LocalGenStore())
+    cache = cascache.new(
+        cascache.Options(
+            namespace="reports",
+            provider=provider,
+            codec=cascache.JsonCodec(),
+            gen_store=gens,
+            hooks=hooks,
+            **options,
+        )
+    )
+    return cache, provider, gens, hooks
+
+
+def _op_error(error: Any, op: str, key: str) -> bool:
+    return isinstance(error, OpError) and error.op == op and error.key == key
+
+
+def test_report_snapshot_version_failure() -> None:
+    cache, _, gens, hooks = _reporting()
+    gens.failing = {"snapshot"}
+    with pytest.raises(OpError) as raised:
+        cache.snapshot_version("k")
+    assert _op_error(raised.value, "snapshot_version", "k")
+    assert isinstance(raised.value.cause, Boom)
+    assert hooks.events == [
+        ("version_snapshot_error", ("snapshot_version", "k", raised.value.cause))
+    ]
+
+
+def test_report_invalidate_advance_failure() -> None:
+    cache, _, gens, hooks = _reporting()
+    gens.failing = {"advance"}
+    with pytest.raises(InvalidateError) as raised:
+        cache.invalidate("k")
+    boom = raised.value.advance_error
+    assert isinstance(boom, Boom) and raised.value.key == "k"
+    assert hooks.events == [
+        ("version_advance_error", ("k", boom)),
+        ("invalidate_outage", ("k", boom, None)),
+    ]
+
+
+def test_report_get_or_load_read_failure() -> None:
+    cache, provider, _, hooks = _reporting()
+    provider.failing = {"get"}
+    assert cache.get_or_load("k", lambda: 1) == 1
+    [(op, key, error)] = hooks.of("cleanup_error")
+    assert (op, key) == ("get_or_load", "k") and _op_error(error, "get", "k")
+
+
+def test_report_get_many_or_load_read_failure() -> None:
+    cache, provider, _, hooks = _reporting()
+    provider.failing = {"get_many"}
+    assert cache.get_many_or_load(["a", "b"], lambda keys: dict.fromkeys(keys, 1)) == {
+        "a": 1,
+        "b": 1,
+    }
+    [(op, key, error)] = hooks.of("cleanup_error")
+    assert (op, key) == ("get_many_or_load", "a,b") and _op_error(error, "get_many", "a,b")
+
+
+def test_report_get_many_or_load_snapshot_failure() -> None:
+    cache, _, gens, hooks = _reporting()
+    gens.failing = {"snapshot_many"}
+    assert cache.get_many_or_load(["a", "b"], lambda keys: dict.fromkeys(keys, 1)) == {
+        "a": 1,
+        "b": 1,
+    }
+    [(op, key, boom)] = hooks.of("version_snapshot_error")
+    assert (op, key) == ("snapshot_versions", "a,b") and isinstance(boom, Boom)
+    [(op, key, error)] = hooks.of("cleanup_error")
+    assert (op, key) == ("get_many_or_load", "a,b") and _op_error(error, "snapshot_versions", "a,b")
+    assert cache.get_many(["a", "b"]) == ({}, ["a", "b"])  # nothing stored without versions
+
+
+def test_report_set_if_versions_check_failure() -> None:
+    cache, _, gens, hooks = _reporting()
+    versions = cache.snapshot_versions(["a", "b"])
+    gens.failing = {"current_many"}
+    result = cache.set_if_versions([VersionedValue(k, 1, versions[k]) for k in "ab"])
+    assert result.outcome is WriteOutcome.SNAPSHOT_ERROR
+    [(op, key, boom)] = hooks.of("version_snapshot_error")
+    assert (op, key) == ("set_if_versions", "a,b") and isinstance(boom, Boom)
+
+
+def test_report_batch_fence_read_failure() -> None:
+    cache, _, gens, hooks = _reporting(batch_write_seed="off")
+    fill_batch(cache, {"a": 1, "b": 2})
+    gens.failing = {"current_many"}
+    assert cache.get_many(["a", "b"]) == ({}, ["a", "b"])
+    [(op, key, boom)] = hooks.of("version_snapshot_error")
+    assert (op, key) == ("get_many", "a,b") and isinstance(boom, Boom)
+
+
+def test_report_single_fence_read_failure() -> None:
+    cache, _, gens, hooks = _reporting(disable_batch=True)
+    fill(cache, "a", 1)
+    fill(cache, "b", 2)
+    gens.failing = {"current_many"}
+    assert cache.get_many(["a", "b"]) == ({}, ["a", "b"])
+    [(op, key, boom)] = hooks.of("version_snapshot_error")
+    assert (op, key) == ("get_many", "a,b") and isinstance(boom, Boom)
+
+
+def test_report_batch_drop_failure() -> None:
+    cache, provider, _, hooks = _reporting(batch_write_seed="off")
+    fill_batch(cache, {"a": 1, "b": 2})
+    cache.invalidate("a")
+    provider.failing = {"delete"}
+    assert cache.get_many(["a", "b"]) == ({"b": 2}, ["a"])  # the fresh member is served
+    [(op, key, boom)] = hooks.of("cleanup_error")
+    assert (op, key) == ("get_many", "a,b") and isinstance(boom, Boom)
+    assert hooks.of("batch_rejected") == [(["a", "b"], "members not servable: a (stale version)")]
+
+
+def test_report_single_drop_failure() -> None:
+    cache, provider, gens, hooks = _reporting()
+    fill(cache, "k", 1)
+    assert isinstance(gens.inner, cascache.LocalGenStore)
+    gens.inner.forget(cache.core.keys.single("k").version)
+    provider.failing = {"delete"}
+    assert cache.get("k") is None
+    [(op, key, boom)] = hooks.of("cleanup_error")
+    assert (op, key) == ("get", "k") and isinstance(boom, Boom)
+    assert hooks.of("self_healed") == [("get", "k", "version lost")]
+
+
+def test_report_read_seed_failure() -> None:
+    cache, provider, _, hooks = _reporting(batch_write_seed="off", batch_read_seed="all")
+    fill_batch(cache, {"a": 1, "b": 2})
+    provider.failing = {"set"}
+    assert cache.get_many(["a", "b"]) == ({"a": 1, "b": 2}, [])
+    reports = hooks.of("cleanup_error")
+    assert [(op, key) for op, key, _ in reports] == [("get_many", "a"), ("get_many", "b")]
+    assert all(_op_error(error, "get_many", key) for _, key, error in reports)
