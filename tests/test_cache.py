@@ -1830,3 +1830,75 @@ def test_report_read_seed_failure() -> None:
     reports = hooks.of("cleanup_error")
     assert [(op, key) for op, key, _ in reports] == [("get_many", "a"), ("get_many", "b")]
     assert all(_op_error(error, "get_many", key) for _, key, error in reports)
+
+
+# -- TTLs on every path that stores ------------------------------------------------------
+# default_ttl 10 s, batch_ttl unset (the batch entry falls back to default_ttl), and a
+# per-call TTL of 3 s where the path takes one: each entry is there just before its TTL
+# and gone just after.
+
+
+def _timed(**options: Any) -> tuple[CAS[Any], FakeClock]:
+    clock = FakeClock()
+    cache = cascache.new(
+        cascache.Options(
+            namespace="ttl",
+            provider=MemoryProvider(clock=clock),
+            codec=cascache.JsonCodec(),
+            default_ttl=10,
+            **options,
+        )
+    )
+    return cache, clock
+
+
+def _lives(cache: CAS[Any], clock: FakeClock, present: Callable[[], bool], ttl: float) -> None:
+    start = clock.now
+    clock.now = start + ttl - 0.5
+    assert present(), f"gone before its {ttl} s TTL"
+    clock.now = start + ttl + 0.5
+    assert not present(), f"still there after its {ttl} s TTL"
+    clock.now = start
+
+
+def test_ttl_of_get_or_load() -> None:
+    cache, clock = _timed()
+    cache.get_or_load("k", lambda: 1, ttl=3)
+    _lives(cache, clock, lambda: stored_bytes(cache, "k") is not None, 3)
+
+
+@pytest.mark.parametrize("seed", ["strict", "fast"])
+def test_ttl_of_get_many_or_load_and_its_seeds(seed: str) -> None:
+    cache, clock = _timed(batch_write_seed=seed)
+    cache.get_many_or_load(["a", "b"], lambda keys: dict.fromkeys(keys, 1), ttl=3)
+    _lives(cache, clock, lambda: stored_bytes(cache, "a") is not None, 3)
+    _lives(cache, clock, lambda: batch_bytes(cache, ["a", "b"]) is not None, 10)
+
+
+@pytest.mark.parametrize("seed", ["strict", "fast"])
+def test_ttl_of_batch_seeds_defaults_to_default_ttl(seed: str) -> None:
+    cache, clock = _timed(batch_write_seed=seed)
+    fill_batch(cache, {"a": 1, "b": 2})
+    _lives(cache, clock, lambda: stored_bytes(cache, "b") is not None, 10)
+
+
+def test_ttl_of_batch_entry_is_batch_ttl() -> None:
+    cache, clock = _timed(batch_ttl=4)
+    fill_batch(cache, {"a": 1, "b": 2})
+    _lives(cache, clock, lambda: batch_bytes(cache, ["a", "b"]) is not None, 4)
+
+
+def test_ttl_of_unbatched_writes() -> None:
+    cache, clock = _timed(disable_batch=True)
+    versions = cache.snapshot_versions(["a", "b"])
+    cache.set_if_versions([VersionedValue(k, 1, versions[k]) for k in "ab"], ttl=3)
+    _lives(cache, clock, lambda: stored_bytes(cache, "a") is not None, 3)
+
+
+@pytest.mark.parametrize("seed", ["all", "if_missing"])
+def test_ttl_of_read_seeds_is_default_ttl(seed: str) -> None:
+    cache, clock = _timed(batch_write_seed="off", batch_read_seed=seed)
+    fill_batch(cache, {"a": 1, "b": 2})
+    clock.now += 5  # the seeds are written by this read, 5 s after the batch
+    assert cache.get_many(["a", "b"]) == ({"a": 1, "b": 2}, [])
+    _lives(cache, clock, lambda: stored_bytes(cache, "a") is not None, 10)
