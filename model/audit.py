@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shlex
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -30,12 +31,14 @@ from .coverage import Coverage, summary
 from .machine import FAULTS
 from .run import (
     CONTROLS,
+    DIRECTED,
     FAULT_HELP,
     TARGETED,
     TOPOLOGIES,
     TOPOLOGY_HELP,
     Result,
     Target,
+    cover,
     hunt,
     url_client,
 )
@@ -65,6 +68,8 @@ class Row:
     variant: str | None
     expected_to_fail: bool
     targeted: bool = False
+    phases: tuple[str, ...] = ()
+    """Coverage phases (``model.run.DIRECTED``) this row runs instead of the swarm."""
     first_seed: int = 0
     rounds: int = 0
     examples: int = 0
@@ -73,6 +78,14 @@ class Row:
     seconds: float = 0.0
     caught: Result | None = None
     coverage: Coverage = field(default_factory=Coverage)
+    phase_rounds: int = 0
+
+    @property
+    def phase(self) -> str:
+        """How the row ran, in the words of the legend."""
+        if self.phases:
+            return "coverage" if len(self.phases) > 1 else self.phases[0]
+        return "targeted" if self.targeted else "swarm"
 
     @property
     def unexpected(self) -> bool:
@@ -101,7 +114,10 @@ Legend:
                 in its share of the budget (the model was too weak or too slow).
   phase       swarm: every rule family and fault the topology survives, a random subset
                 per example; targeted: a negative control's run narrowed to the rules its
-                hazard needs (same machine, same checks; see model/run.py TARGETED).
+                hazard needs (same machine, same checks; see model/run.py TARGETED);
+                coverage (or one phase's name): the correct protocol in each coverage phase,
+                narrowed so that every read path meets every entry it must refuse under
+                every effect outcome (--coverage, --phase; model/run.py DIRECTED).
   examples    generated examples (each up to --steps rules); effects: store interactions
               driven one at a time; faults: injected failures and store faults.
   caught at   examples generated before the first violation (shrinking not counted).
@@ -177,8 +193,15 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--coverage",
         action="store_true",
-        help="print, per target, which (operation, effect, outcome) cells, refusal reasons "
-        "and hazards the run reached",
+        help="also run the coverage phases of the correct protocol on each topology, and "
+        "print per target which (operation, effect, outcome) cells, refusal reasons and "
+        "hazards the swarm and the phases reached",
+    )
+    parser.add_argument(
+        "--phase",
+        choices=[*DIRECTED, "all"],
+        help="run only this coverage phase (or all) of the correct protocol on each "
+        "topology (replays a coverage row)",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON to PATH")
     args = parser.parse_args(argv)
@@ -268,6 +291,14 @@ def audit(args: argparse.Namespace, started: float | None = None) -> list[Row]:
             )
             for t, v in pairs
         ]
+        if args.phase or args.coverage:
+            names = tuple(DIRECTED) if args.phase in (None, "all") else (args.phase,)
+            directed = [
+                Row(row.target, None, False, phases=names, first_seed=seed)
+                for row in rows
+                if row.variant is None and not row.expected_to_fail
+            ]
+            rows = directed if args.phase else rows + directed
         budget = "no budget" if args.rounds else f"{args.budget:.0f}s budget"
         print(
             f"cascache-audit: {len(rows)} targets, {budget}, seed {seed}, "
@@ -295,7 +326,8 @@ def run_target(
     started: float,
 ) -> None:
     """Hunt one target for its share of the time (or ``--rounds`` rounds), with progress."""
-    name = f"{row.target} {row.variant or 'protocol'}{' (targeted)' if row.targeted else ''}"
+    name = f"{row.target} {row.variant or 'protocol'}"
+    name += "" if row.phase == "swarm" else f" ({row.phase})"
     last = [time.perf_counter()]
 
     def progress(total: Result) -> None:
@@ -310,20 +342,39 @@ def run_target(
         )
 
     fixed = args.rounds is not None
-    result = hunt(
-        row.target,
-        row.variant,
-        rounds=args.rounds if fixed else 1_000_000,
-        examples=args.examples,
-        first_seed=row.first_seed,
-        deadline=None if fixed else time.perf_counter() + max(0.0, share),
-        steps=args.steps,
-        faults=args.faults,
-        connect=connects.get(row.target.backend),
-        shrink_seconds=REPLAY_SHRINK_SECONDS if fixed else min(SHRINK_SECONDS, max(1.0, share)),
-        targeted=row.targeted,
-        progress=progress,
-    )
+    rounds = args.rounds if fixed else 1_000_000
+    deadline = None if fixed else time.perf_counter() + max(0.0, share)
+    shrink = REPLAY_SHRINK_SECONDS if fixed else min(SHRINK_SECONDS, max(1.0, share))
+    connect = connects.get(row.target.backend)
+    if row.phases:
+        result = cover(
+            row.target,
+            rounds=rounds,
+            examples=args.examples,
+            first_seed=row.first_seed,
+            deadline=deadline,
+            steps=args.steps,
+            connect=connect,
+            shrink_seconds=shrink,
+            phases=row.phases,
+            progress=progress,
+        )
+    else:
+        result = hunt(
+            row.target,
+            row.variant,
+            rounds=rounds,
+            examples=args.examples,
+            first_seed=row.first_seed,
+            deadline=deadline,
+            steps=args.steps,
+            faults=args.faults,
+            connect=connect,
+            shrink_seconds=shrink,
+            targeted=row.targeted,
+            progress=progress,
+        )
+    row.phase_rounds = result.phase_rounds
     row.rounds, row.examples = result.rounds, result.examples
     row.effects, row.faults, row.seconds = result.effects, result.faults, result.seconds
     row.coverage = result.coverage
@@ -338,15 +389,22 @@ def run_target(
 
 
 def replay(args: argparse.Namespace, row: Row) -> str:
-    """The command line that replays ``row`` exactly: its caught round, or all its rounds."""
+    """The command line that replays ``row``: its caught round, or all its rounds (for a
+    coverage row run on a budget, each phase as many rounds as the longest one ran)."""
     seed = row.caught.seed if row.caught is not None else row.first_seed
-    rounds = 1 if row.caught is not None else max(1, row.rounds)
+    rounds = 1 if row.caught is not None else max(1, row.phase_rounds or row.rounds)
+    phase = ""
+    if row.phases:
+        caught = row.caught.phase if row.caught is not None else None
+        name = caught or (row.phases[0] if len(row.phases) == 1 else "all")
+        phase = f" --phase {shlex.quote(name)}"
     return (
         f"cascache-audit --topology {row.target.topology} "
         f"--nodes {row.target.nodes} --seed {seed} --rounds {rounds} "
         f"--examples {args.examples} --steps {args.steps} "
         f"--faults {','.join(sorted(args.faults)) or 'none'}"
         + (f" --variant {row.variant}" if row.variant else "")
+        + phase
         + (" --swarm-controls" if row.target.topology in TARGETED and not row.targeted else "")
         + {
             "memory": " --no-real",
@@ -370,10 +428,10 @@ def table(rows: Sequence[Row]) -> str:
             if row.caught is None or row.caught.caught_after is None
             else str(row.caught.caught_after)
         )
-        last_seed = row.first_seed + max(0, row.rounds - 1)
+        last_seed = row.first_seed + max(0, (row.phase_rounds or row.rounds) - 1)
         lines.append(
             f"| {row.target.topology} | {row.target.backend} | {row.target.nodes} "
-            f"| {row.variant or '-'} | {'targeted' if row.targeted else 'swarm'} "
+            f"| {row.variant or '-'} | {row.phase} "
             f"| {row.verdict} | {row.examples} | {row.effects} | {row.faults} | {caught_at} "
             f"| {row.first_seed}..{last_seed} | {row.seconds:.0f}s |"
         )
@@ -394,6 +452,7 @@ def as_json(rows: Sequence[Row], args: argparse.Namespace, seconds: float) -> st
                     "nodes": row.target.nodes,
                     "variant": row.variant,
                     "targeted": row.targeted,
+                    "phase": row.phase,
                     "expected_to_fail": row.expected_to_fail,
                     "verdict": row.verdict,
                     "unexpected": row.unexpected,
@@ -402,6 +461,10 @@ def as_json(rows: Sequence[Row], args: argparse.Namespace, seconds: float) -> st
                     "effects": row.effects,
                     "faults": row.faults,
                     "caught_at": None if row.caught is None else row.caught.caught_after,
+                    "caught_seed": None if row.caught is None else row.caught.seed,
+                    "violation": None
+                    if row.caught is None or row.caught.failure is None
+                    else row.caught.failure.splitlines()[0],
                     "seconds": row.seconds,
                     "replay": replay(args, row),
                 }
@@ -410,6 +473,15 @@ def as_json(rows: Sequence[Row], args: argparse.Namespace, seconds: float) -> st
         },
         indent=2,
     )
+
+
+def merged_coverage(rows: Sequence[Row]) -> dict[Target, Coverage]:
+    """The coverage of every correct-protocol target: its swarm and coverage-phase rows."""
+    merged: dict[Target, Coverage] = {}
+    for row in rows:
+        if row.variant is None and not row.expected_to_fail:
+            merged.setdefault(row.target, Coverage()).merge(row.coverage)
+    return merged
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -432,12 +504,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.verbose:
                 print(row.caught.reproduce)
         print(f"replay: {replay(args, row)}")
-        if args.coverage:
-            print(f"coverage: {summary(row.coverage)}")
-            print(row.coverage.render())
-            gaps = row.coverage.missing()
-            if gaps:
-                print("reachable cells not reached: " + "; ".join(gaps))
+    if args.coverage:
+        for target, coverage in merged_coverage(rows).items():
+            print()
+            print(f"--- coverage of {target}, swarm and coverage phases: {summary(coverage)}")
+            print(coverage.render())
+            gaps = coverage.missing()
+            print("reachable cells not reached: " + ("; ".join(gaps) or "none"))
     bad = [row for row in rows if row.unexpected]
     seconds = time.perf_counter() - started
     if args.json:

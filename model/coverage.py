@@ -15,11 +15,13 @@ per operation of the model:
   A clean run with many hazards met under every outcome is a run where the protocol was
   tested, not merely run.
 
-:func:`Coverage.missing` lists the reachable cells a run never reached; the CI profile of
-``tests/test_model_run.py`` fails on any. Reachable means: every outcome of every
-(operation, effect) pair the run performed, when store failures were injected at all;
-every refusal reason on every read path, except those listed in :data:`UNREACHABLE` with
-the reason.
+:func:`Coverage.missing` lists the reachable cells a run never reached. In the CI profile,
+``tests/test_model_run.py`` runs the swarm and then every coverage phase
+(:data:`model.run.DIRECTED`) on each in-memory and fakeredis target, and fails on any.
+Reachable means: every outcome of every (operation, effect) pair the run performed, when
+store failures were injected at all; every refusal reason on every read path, except those
+listed in :data:`UNREACHABLE` with the reason; every read operation meeting a hazard under
+every outcome.
 """
 
 from __future__ import annotations

@@ -33,6 +33,14 @@ Checked (DESIGN §4), each a named property in the failure message:
 * **Liveness**: with nothing else running, a fill followed by a get hits (and the same for
   a batch fill followed by ``get_many``).
 
+The search is aimed where bugs hide, without narrowing what may happen: reads may aim at
+keys whose entries a store holds, writers at keys an operation is working on; a read
+starts right after each fault, of what the fault left in a store; a dedicated rule fails
+the pending effect of a read that is meeting an entry it must not serve, or deleting one
+it refused; and a ``writeback`` may land the frame a slow filler could still write (an
+earlier fence, a row below the floor). A read started this way is an ordinary process:
+every other rule may still interleave with it.
+
 Keys are drawn per operation as the plain ``str`` or as another spelling equal to it (a
 ``str``-mixin enum member, a ``str`` subclass whose ``str()`` and ``format()`` lie), so a
 library that does not reduce keys to one plain string at its boundary is caught. Every
@@ -63,9 +71,9 @@ from cascache.errors import WireError
 from cascache.fence import Version
 from cascache.hooks import Hooks, fan_out
 from cascache.results import BatchWriteResult, Hit, VersionedValue, WriteResult
-from cascache.wire import decode_batch, decode_single, encode_single
+from cascache.wire import Member, decode_batch, decode_single, encode_batch, encode_single
 
-from .coverage import Coverage, member_refusals, path_of, refusal_of
+from .coverage import READ_OPERATIONS, Coverage, member_refusals, path_of, refusal_of
 from .history import History, Op, Violation
 from .oracle import ROW_CODEC, Database, KeyName, LyingKey, Row, plain, spell
 from .topology import CoreFactory, Space, Topology
@@ -177,6 +185,18 @@ KINDS = (
 which makes the rare combinations a race needs far more likely than uniform choice).
 ``alias`` puts the alias node (a second namespace over the same stores) in play."""
 
+
+def coins(names: Sequence[str]) -> st.SearchStrategy[frozenset[str]]:
+    """A subset of ``names``, each one in or out by its own coin flip.
+
+    Swarm testing wants every combination of families about equally likely; a set
+    strategy favours small sets, which made an example with, say, writes, fills, injected
+    faults and failover all enabled at once a rarity."""
+    return st.tuples(*(st.booleans() for _ in names)).map(
+        lambda flags: frozenset(n for n, on in zip(names, flags, strict=True) if on)
+    )
+
+
 WIDE = st.integers(0, 2**16 - 1)
 """Choices are drawn wide and folded modulo what is in play (nodes, keys, processes):
 Hypothesis favours small values, which would otherwise make "the first key, the first node,
@@ -208,6 +228,8 @@ key_sets = st.tuples(WIDE, WIDE)
 """(size, order): folded into an ordered subset of at least two of the keys in play."""
 REMEMBERED = 6
 """Frames remembered per storage slot, for the ``writeback`` and ``corrupt`` faults."""
+FOREIGN = b'{"not": "a row"}'
+"""A well-formed JSON payload the model's row codec refuses (another schema)."""
 
 
 @dataclass
@@ -281,6 +303,8 @@ class CacheModel(RuleBasedStateMachine):
         self.born: dict[tuple[str, Version], int] = {}
         self.frames: dict[tuple[int, str], list[bytes]] = {}
         self.planted: dict[tuple[int, str], bytes] = {}
+        self.touched: tuple[int, str] | None = None
+        """Where the last fault put bytes a reader must refuse (value store, name)."""
         self._refresh(0)
 
     def teardown(self) -> None:
@@ -292,18 +316,21 @@ class CacheModel(RuleBasedStateMachine):
 
     @initialize(
         nkeys=st.integers(1, len(KEYS)),
-        kinds=st.sets(st.sampled_from(KINDS), min_size=2),
-        faults=st.sets(st.sampled_from(sorted(FAULTS))),
+        kinds=coins(KINDS),
+        faults=coins(sorted(FAULTS)),
     )
-    def configure(self, nkeys: int, kinds: set[str], faults: set[str]) -> None:
+    def configure(self, nkeys: int, kinds: frozenset[str], faults: frozenset[str]) -> None:
         """Choose which keys, rule families and faults this example uses."""
         allowed = type(self).kinds_allowed
         self.nkeys = min(nkeys, type(self).max_keys)
         if type(self).swarm:
-            self.kinds = (frozenset(kinds) & allowed) or allowed
+            chosen = kinds & allowed
+            self.kinds = chosen if len(chosen) > 1 else allowed
             self.active = type(self).faults & frozenset(faults)
         else:
+            # A focused run uses all it was given (batch rules need two keys).
             self.kinds, self.active = allowed, type(self).faults
+            self.nkeys = type(self).max_keys
         self.trace.append(
             f"  0  example uses keys {','.join(KEYS[: self.nkeys])}; "
             f"rules {','.join(sorted(self.kinds))}; "
@@ -416,7 +443,9 @@ class CacheModel(RuleBasedStateMachine):
         self.procs.append(proc)
         self._settle(proc)
         for _ in range(ahead):
-            if proc.process.done:
+            # A read's cleanup of an entry it refused is left for a rule to step (and
+            # maybe fail): its error handling is where a careless ``except`` would hide.
+            if proc.process.done or self._cleaning(proc):
                 break
             self._step(proc, "ok")
 
@@ -425,8 +454,7 @@ class CacheModel(RuleBasedStateMachine):
     def start_get(self, node: int, key: int, ahead: int, aim: bool = False) -> None:
         """A reader calls ``get`` (with ``aim``, of a key whose entry a store holds)."""
         at, name, spelt = self.stored_key(node, key, aim)
-        core = self.topo.nodes[at].core
-        self._start("get", at, [name], [spelt], lambda: core.get(spelt), True, ahead)
+        self._start_read("get", at, [name], [spelt], ahead)
 
     @precondition(lambda self: self.on("fill"))
     @rule(node=node_ids, key=keys_st, ahead=aheads)
@@ -444,17 +472,7 @@ class CacheModel(RuleBasedStateMachine):
         """A reader uses ``get_or_load`` (get, else snapshot, load, conditional store; with
         ``aim``, of a key whose entry a store holds)."""
         at, name, spelt = self.stored_key(node, key, aim)
-        core = self.topo.nodes[at].core
-        load = self._loader(name)
-        self._start(
-            "get_or_load",
-            at,
-            [name],
-            [spelt],
-            lambda: core.get_or_load(spelt, load, None),
-            True,
-            ahead,
-        )
+        self._start_read("get_or_load", at, [name], [spelt], ahead)
 
     @precondition(lambda self: self.on("writer"))
     @rule(node=node_ids, key=keys_st, ahead=aheads, aim=st.booleans())
@@ -502,8 +520,7 @@ class CacheModel(RuleBasedStateMachine):
     ) -> None:
         """A reader calls ``get_many`` (with ``aim``, of a stored batch: :meth:`stored_set`)."""
         at, names, spelt = self.stored_set(node, keys, aim)
-        core = self.topo.nodes[at].core
-        self._start("get_many", at, names, spelt, lambda: core.get_many(spelt), True, ahead)
+        self._start_read("get_many", at, names, spelt, ahead)
 
     @precondition(lambda self: self.on("batch_fill") and self.nkeys > 1)
     @rule(node=node_ids, keys=key_sets, ahead=aheads)
@@ -525,16 +542,24 @@ class CacheModel(RuleBasedStateMachine):
         """A reader uses ``get_many_or_load`` (get_many, then snapshot, load and store the
         keys that missed; with ``aim``, of a stored batch: :meth:`stored_set`)."""
         at, names, spelt = self.stored_set(node, keys, aim)
+        self._start_read("get_many_or_load", at, names, spelt, ahead)
+
+    def _start_read(
+        self, kind: str, at: int, names: Sequence[str], spelt: Sequence[str], ahead: int
+    ) -> None:
+        """Start read operation ``kind`` (one of :data:`READ_OPERATIONS`) on node ``at``."""
         core = self.topo.nodes[at].core
-        self._start(
-            "get_many_or_load",
-            at,
-            names,
-            spelt,
-            lambda: core.get_many_or_load(spelt, self._load_many, None),
-            True,
-            ahead,
-        )
+        make: Callable[[], Step[object]]
+        if kind == "get":
+            make = lambda: core.get(spelt[0])  # noqa: E731
+        elif kind == "get_or_load":
+            load = self._loader(names[0])
+            make = lambda: core.get_or_load(spelt[0], load, None)  # noqa: E731
+        elif kind == "get_many":
+            make = lambda: core.get_many(spelt)  # noqa: E731
+        else:
+            make = lambda: core.get_many_or_load(spelt, self._load_many, None)  # noqa: E731
+        self._start(kind, at, names, spelt, make, True, ahead)
 
     def _read(self, key: str) -> Row:
         """The source of truth hands out ``key``'s row (noted for the process stepping)."""
@@ -567,6 +592,16 @@ class CacheModel(RuleBasedStateMachine):
                 return
             proc = self.procs[pick % len(self.procs)]
             self._step(proc, fault if "step" in self.active else "ok")
+
+    @precondition(lambda self: bool(self.procs) and "step" in self.active)
+    @rule(pick=WIDE, fault=st.sampled_from(["fail", "applied"]))
+    def fail_at_hazard(self, pick: int, fault: str) -> None:
+        """Fail the pending effect of a read about to meet an entry it must not serve, or
+        about to delete one it refused (error handling matters most there: the hazard is
+        one careless ``except`` away); with no such read in flight, of any process."""
+        risky = [proc for proc in self.procs if self._cleaning(proc) or self._hazard(proc)]
+        pool = risky or self.procs
+        self._step(pool[pick % len(pool)], fault)
 
     def _step(self, proc: Proc, fault: str) -> None:
         """Perform ``proc``'s pending effect (failed during an outage of its store), learn
@@ -614,6 +649,16 @@ class CacheModel(RuleBasedStateMachine):
             self._audit(store, [name for name in effect.keys if name in self.slots])
         self.now += 1
         self._settle(proc)
+
+    @staticmethod
+    def _cleaning(proc: Proc) -> bool:
+        """Whether ``proc`` is a read about to delete an entry it refused (self-heal)."""
+        effect = proc.process.pending
+        return (
+            proc.label in READ_OPERATIONS
+            and effect is not None
+            and (effect.target, effect.op) in {("values", "delete"), ("values", "delete_many")}
+        )
 
     def _hazard(self, proc: Proc) -> bool:
         """Whether the store ``proc`` reads holds, for one of its keys, an entry or batch
@@ -802,12 +847,52 @@ class CacheModel(RuleBasedStateMachine):
         key=keys_st,
         batch=st.booleans(),
         pos=st.integers(0, 255),
+        then=WIDE,
     )
-    def inject(self, kind: str, store: int, key: int, batch: bool, pos: int) -> None:
+    def inject(self, kind: str, store: int, key: int, batch: bool, pos: int, then: int) -> None:
         """A fault between effects: eviction, corruption (a flipped byte, another valid frame
         of the same length, or another frame's payload under this frame's stamp and
         checksum), an older frame written back, version loss, a version-store outage lasting
-        several rules, time passing, replication and failover."""
+        several rules, time passing, replication and failover. After a fault that left
+        bytes a reader must refuse (damage, a write-back) or a key's entries without their
+        version, a read of that entry starts right away: :meth:`read_next`."""
+        self.touched = None
+        before = self.stats["faults"]
+        self._inject(kind, store, key, batch, pos)
+        if self.stats["faults"] > before and self.touched is not None:
+            self.read_next(*self.touched, then)
+
+    def read_next(self, store: int, name: str, drawn: int) -> None:
+        """Start a read (of a kind enabled) that meets what a fault left under ``name`` in
+        value store ``store``: the damage is worth checking only if a read meets it before
+        a fill or a write replaces it. A single entry is read alone or in a set (which
+        falls back to single entries where no batch entry holds the set); a batch entry is
+        read with its exact member set."""
+        slot = self.slots[name]
+        nodes = [
+            n for n in self.topo.readers(store) if n in slot.space.nodes and self._node(n) == n
+        ]
+        many = slot.batch or self.nkeys > 1
+        reads = [
+            kind
+            for kind in READ_OPERATIONS
+            if self.on(kind) and (many if kind.startswith("get_many") else not slot.batch)
+        ]
+        if not nodes or not reads:
+            return
+        kind = reads[drawn % len(reads)]
+        at = nodes[drawn // 4 % len(nodes)]
+        names = list(slot.keys)
+        if kind.startswith("get_many") and not slot.batch:
+            others = [slot.space.prefix + k for k in KEYS[: self.nkeys]]
+            names.append(next(k for k in others if k != names[0]))
+            self._batch_set(self.topo.spaces.index(slot.space), names)
+        if drawn // 16 % 2:
+            names.reverse()
+        spelt = [spell(n, drawn >> (5 + 2 * i)) for i, n in enumerate(names)]
+        self._start_read(kind, at, names, spelt, drawn // 128 % 4)
+
+    def _inject(self, kind: str, store: int, key: int, batch: bool, pos: int) -> None:
         # Fold the drawn kind into the active families, so no draw is wasted.
         usable = [k for k in INJECTIONS if INJECTIONS[k] in self.active]
         kind = usable[list(INJECTIONS).index(kind) % len(usable)]
@@ -822,8 +907,11 @@ class CacheModel(RuleBasedStateMachine):
                 for name in names:
                     self.topo.evict(store, name)
         elif kind in ("corrupt", "swap", "splice", "foreign"):
-            # Damage only bites where something is stored: fold the draw into those slots.
-            held = [name for name in self.slots if self.topo.raw(store, name) is not None]
+            # Damage only bites where something is stored: fold the draw into those slots,
+            # the drawn key's single or batch entries first.
+            held = [name for name in names if self.topo.raw(store, name) is not None] or [
+                name for name in self.slots if self.topo.raw(store, name) is not None
+            ]
             if held:
                 self._damage(kind, store, held[key % len(held)], pos)
         elif kind == "writeback":
@@ -837,6 +925,8 @@ class CacheModel(RuleBasedStateMachine):
                 if frame != self.topo.raw(store, name)
             ]
             dangerous = [(name, frame) for name, frame in older if self._below_floor(name, frame)]
+            if pos % 2 and not dangerous:
+                dangerous = self._late_frames(space, which)
             pool = dangerous if dangerous and pos % 2 else older
             if pool:
                 name, frame = pool[key % len(pool)]
@@ -844,6 +934,14 @@ class CacheModel(RuleBasedStateMachine):
         elif kind == "lose_version":
             if self._fault("lose_version", f"version of {which} lost"):
                 self.topo.lose_version(ck.version)
+                # Every entry of the key is now unservable: a read should meet one.
+                held = [
+                    name
+                    for name in [ck.value, *self._batch_names(space, which)]
+                    if self.topo.raw(store, name) is not None
+                ]
+                if held:
+                    self.touched = (store, held[pos % len(held)])
         elif kind == "lose_all_versions":
             if self._fault("lose_version", "every version lost"):
                 self.topo.lose_all_versions()
@@ -859,6 +957,34 @@ class CacheModel(RuleBasedStateMachine):
                 self.topo.failover()
         elif self._fault("clock", f"clock +{5 + 26 * batch}s"):
             self.topo.clock.advance(5.0 + 26.0 * batch)
+
+    def _late_frames(self, space: Space, key: str) -> list[tuple[str, bytes]]:
+        """(storage name, frame) for each entry holding ``key`` that a slow filler could
+        still land: every member stamped with an earlier fence of its key and holding the
+        row committed just below its floor (the state the stale-set race leaves behind)."""
+        found = []
+        for name in [space.keys.single(key).value, *self._batch_names(space, key)]:
+            slot = self.slots[name]
+            members = [self._late(space, member) for member in slot.keys]
+            if any(m is None for m in members):
+                continue
+            late = [m for m in members if m is not None]
+            frame = (
+                encode_batch(late) if slot.batch else encode_single(late[0].fence, late[0].payload)
+            )
+            found.append((name, frame))
+        return found
+
+    def _late(self, space: Space, key: str) -> Member | None:
+        """``key`` stamped with its latest fence that no node sees as current any more,
+        holding the row committed just below its floor; ``None`` if it has neither."""
+        floor, _ = self.history.floor(key, self.now)
+        version = space.keys.single(key).version
+        now = {row.get(version) for row in self.current}
+        earlier = [fence for name, fence in self.born if name == version and fence not in now]
+        if floor <= 0 or not earlier:
+            return None
+        return Member(key, earlier[-1], ROW_CODEC.encode(Row(key, floor - 1)))
 
     def _below_floor(self, name: str, frame: bytes) -> bool:
         """Whether ``frame`` under ``name`` holds a row below the floor of its key now."""
@@ -877,53 +1003,85 @@ class CacheModel(RuleBasedStateMachine):
         if self._fault(family, f"{text} {self._short([name])} in value store {store}"):
             self.topo.put_raw(store, name, bad)
             self.planted[(store, name)] = bad
+            self.touched = (store, name)
 
     def _damage(self, kind: str, store: int, name: str, pos: int) -> None:
-        """Put other bytes under a stored ``name`` in value store ``store`` (``corrupt``: a
-        flipped byte; ``swap``: another valid frame of the same length seen in this store;
-        ``splice``: another same-length payload under this frame's stamp and checksum;
-        ``foreign``: a current frame whose payload the codec refuses)."""
+        """Put other bytes under a stored ``name`` in value store ``store`` (``swap``:
+        another valid frame of the same length seen in this store; ``splice``: another
+        same-length payload under this frame's stamp and checksum; ``foreign``: a current
+        frame whose payload the codec refuses; ``corrupt``: a flipped byte). A kind with
+        nothing to work with falls through to the next one, so no draw is wasted."""
         data = self.topo.raw(store, name)
         if data is None:
             return
-        elif kind == "corrupt":
-            at = pos % len(data)
-            flipped = bytearray(data)
-            flipped[at] ^= 0x5A
-            bad, text = bytes(flipped), f"byte {at} flips in"
-        elif kind == "swap":
+        order = ["swap", "splice", "foreign", "corrupt"]
+        for each in order[order.index(kind) :]:
+            damaged = self._damaged(each, store, name, data, pos)
+            if damaged is not None:
+                self._plant("corrupt", store, name, *damaged)
+                return
+
+    def _damaged(
+        self, kind: str, store: int, name: str, data: bytes, pos: int
+    ) -> tuple[bytes, str] | None:
+        """(bad bytes, what happened) for one kind of :meth:`_damage`, or ``None``."""
+        if kind == "swap":
             same = self._same_length(store, data)
             if not same:
-                return
-            bad, text = same[pos % len(same)], "another valid frame of the same length replaces"
-        elif kind == "foreign":
+                return None
+            return same[pos % len(same)], "another valid frame of the same length replaces"
+        if kind == "splice":
+            spliced = self._splices(store, data)
+            if not spliced:
+                return None
+            return spliced[pos % len(spliced)], "another frame's payload is spliced into"
+        if kind == "foreign":
             # A well-formed frame stamped with the key's current fence, whose payload the
             # codec refuses (another writer, or a schema change): only the codec defends.
             slot = self.slots.get(name)
             readers = self.topo.readers(store)
-            if slot is None or slot.batch or not readers:
-                return
-            current = self.topo.fence(readers[0], slot.space.keys.single(slot.keys[0]).version)
-            if current is None:
-                return
-            bad = encode_single(current, b'{"not": "a row"}')
-            text = "a current frame of a foreign schema replaces"
-        else:
-            spliced = self._splices(store, data)
-            if not spliced:
-                return
-            bad, text = spliced[pos % len(spliced)], "another frame's payload is spliced into"
-        self._plant("corrupt", store, name, bad, text)
+            foreign = (
+                None if slot is None or not readers else self._foreign(readers[0], slot, data, pos)
+            )
+            return (
+                None
+                if foreign is None
+                else (foreign, "a current frame of a foreign schema replaces")
+            )
+        at = pos % len(data)
+        flipped = bytearray(data)
+        flipped[at] ^= 0x5A
+        return bytes(flipped), f"byte {at} flips in"
+
+    def _foreign(self, reader: int, slot: Slot, data: bytes, pos: int) -> bytes | None:
+        """``data`` with the payload of its single entry, or of one batch member, replaced
+        by one the codec refuses, stamped with that key's fence as ``reader`` sees it now."""
+        if not slot.batch:
+            current = self.topo.fence(reader, slot.space.keys.single(slot.keys[0]).version)
+            return None if current is None else encode_single(current, FOREIGN)
+        try:
+            members = decode_batch(data)
+        except WireError:
+            return None
+        hit = members[pos % len(members)]
+        current = self.topo.fence(reader, slot.space.keys.single(hit.key).version)
+        if current is None:
+            return None
+        return encode_batch([Member(m.key, current, FOREIGN) if m is hit else m for m in members])
 
     def _same_length(self, store: int, data: bytes) -> list[bytes]:
-        return sorted(
-            {
+        """Other frames of ``data``'s length seen in ``store``, in the order first seen.
+
+        Never ordered by their bytes: fences are random, so a byte order would differ
+        between runs of one example, and Hypothesis needs each example to replay exactly."""
+        return list(
+            dict.fromkeys(
                 frame
                 for (at, _), frames in self.frames.items()
                 if at == store
                 for frame in frames
                 if len(frame) == len(data) and frame != data
-            }
+            )
         )
 
     def _splices(self, store: int, data: bytes) -> list[bytes]:
@@ -933,15 +1091,15 @@ class CacheModel(RuleBasedStateMachine):
             stamp, payload = decode_single(data)
         except WireError:
             return []
-        found = set()
+        found: dict[bytes, None] = {}
         for frame in self._same_length(store, data):
             try:
                 _, other = decode_single(frame)
             except WireError:
                 continue
             if len(other) == len(payload) and other != payload:
-                found.add(encode_single(stamp, other)[:-4] + data[-4:])
-        return sorted(found)
+                found[encode_single(stamp, other)[:-4] + data[-4:]] = None
+        return list(found)
 
     # -- after every rule -----------------------------------------------------------------
 

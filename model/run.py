@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -69,7 +69,7 @@ FAULT_HELP: dict[str, str] = {
     "corrupt": "a stored entry is corrupted: a byte flips, another valid frame of the same "
     "length replaces it, or a current frame whose payload the codec refuses",
     "writeback": "an older frame of a key is written back into a value store (a slow "
-    "writer, a lagging value replica)",
+    "writer, a lagging value replica), or one a slow filler could still land",
     "outage": "the version store fails every effect for several rules",
     "lose_version": "one key's version, or every version, is lost (eviction, restart, FLUSHALL)",
     "clock": "time jumps forward, so entries expire (in-process stores only)",
@@ -113,6 +113,54 @@ TARGETED: dict[str, Focus] = {
 }
 """The targeted run of each negative control (the audit runs it first)."""
 
+_SINGLE = frozenset({"fill", "get", "get_or_load", "inject"})
+_BATCH = frozenset({"batch_fill", "get_many", "get_many_or_load", "inject"})
+_FALLBACK = frozenset({"fill", "get_many", "get_many_or_load", "inject"})
+_STALE = frozenset({"step", "writeback"})
+_DAMAGE = frozenset({"corrupt", "lose_version", "evict"})
+
+DIRECTED: dict[str, Focus] = {
+    "stale singles": Focus(
+        _SINGLE | {"writer"},
+        _STALE,
+        1,
+        "get and get_or_load meet entries a write made stale, while their effects fail",
+    ),
+    "damaged singles": Focus(
+        _SINGLE,
+        _DAMAGE | {"step"},
+        1,
+        "get and get_or_load meet lost versions, corrupt and foreign entries",
+    ),
+    "stale batches": Focus(
+        _BATCH | {"writer"},
+        _STALE,
+        2,
+        "get_many and get_many_or_load meet stale batch entries, while their effects fail",
+    ),
+    "damaged batches": Focus(
+        frozenset({"batch_fill", "get_many", "inject"}),
+        _DAMAGE | {"step"},
+        2,
+        "get_many meets lost versions, corrupt and foreign batch entries",
+    ),
+    "damaged batch loads": Focus(
+        frozenset({"batch_fill", "get_many_or_load", "inject"}),
+        _DAMAGE | {"step"},
+        2,
+        "get_many_or_load meets lost versions, corrupt and foreign batch entries",
+    ),
+    "damaged fallbacks": Focus(
+        _FALLBACK | {"writer"},
+        _STALE | _DAMAGE,
+        2,
+        "get_many and get_many_or_load fall back to stale and damaged single entries",
+    ),
+}
+"""The coverage phases: the model narrowed to the families that make each read path meet
+every kind of entry it must refuse, under every effect outcome (see :mod:`model.coverage`).
+The CI profile runs them beside the swarm and fails on any reachable cell left at zero."""
+
 
 @dataclass(frozen=True)
 class Target:
@@ -144,7 +192,27 @@ class Result:
     seed: int | None = None
     round_examples: int = 0
     targeted: bool = False
+    phase: str | None = None
+    """The :data:`DIRECTED` phase the violation was found in, if any."""
+    phase_rounds: int = 0
+    """With :func:`cover`: the most rounds any one phase ran (seeds ``seed..seed+n-1``)."""
     coverage: Coverage = field(default_factory=Coverage)
+
+    def add(self, found: Result) -> None:
+        """Add the counts of a later run (a round, or a phase) to these; its violation, if
+        any, becomes this result's."""
+        self.expected_to_fail = found.expected_to_fail
+        self.rounds += found.rounds
+        self.examples += found.examples
+        self.effects += found.effects
+        self.faults += found.faults
+        self.seconds += found.seconds
+        self.coverage.merge(found.coverage)
+        if found.failure is not None:
+            self.failure, self.reproduce = found.failure, found.reproduce
+            if found.caught_after is not None:
+                self.caught_after = self.examples - found.examples + found.caught_after
+            self.seed, self.phase = found.seed, found.phase
 
     @property
     def as_expected(self) -> bool:
@@ -216,6 +284,38 @@ def shrink_limit(seconds: float | None) -> Iterator[None]:
         engine.MAX_SHRINKING_SECONDS = saved
 
 
+@contextlib.contextmanager
+def no_local_constants() -> Iterator[None]:
+    """Keep Hypothesis from mixing literals of the loaded modules into its draws.
+
+    Hypothesis draws now and then from the constants it finds in every local module
+    loaded so far, so the same seed generates other examples in a process that happens to
+    have imported more (pytest's conftest, a lazy import in an earlier test). The model's
+    rounds must replay from their seed alone (the audit's replay lines, the CI coverage
+    gate), so they run with no local constants. Uses a Hypothesis internal; if it ever
+    moves, runs fall back to Hypothesis's default behaviour.
+    """
+    try:
+        from hypothesis.internal.conjecture import providers
+    except ImportError:  # pragma: no cover - Hypothesis reorganised its internals
+        yield
+        return
+    saved = getattr(providers, "_get_local_constants", None)
+    cache = getattr(providers, "CONSTANTS_CACHE", None)
+    empty = getattr(providers, "Constants", None)
+    if saved is None or cache is None or empty is None:  # pragma: no cover
+        yield
+        return
+    none = empty()
+    providers._get_local_constants = lambda: none
+    cache.cache.clear()
+    try:
+        yield
+    finally:
+        providers._get_local_constants = saved
+        cache.cache.clear()
+
+
 def run(
     target: Target,
     variant: str | None = None,
@@ -228,16 +328,19 @@ def run(
     connect: Connect | None = None,
     shrink_seconds: float | None = 30.0,
     targeted: bool = False,
+    focus: Focus | None = None,
 ) -> Result:
     """Run the model once on ``target`` (optionally with a bug-zoo ``variant``); with
-    ``targeted``, narrowed to the control's :data:`TARGETED` focus."""
+    ``targeted``, narrowed to the control's :data:`TARGETED` focus; with ``focus``, to
+    that one (a :data:`DIRECTED` coverage phase)."""
     needs_redis, survives = TOPOLOGIES[target.topology]
     if needs_redis and connect is None:
         connect = fake_redis if target.backend == "fakeredis" else None
     chosen: Variant | None = VARIANTS[variant] if variant is not None else None
     core: CoreFactory = chosen.core if chosen is not None else Core
     active = survives & (faults if faults is not None else FAULTS)
-    focus = TARGETED[target.topology] if targeted else None
+    if targeted:
+        focus = TARGETED[target.topology]
     if focus is None:
         machine = machine_for(build(target, connect), core=core, faults=active)
     else:
@@ -273,7 +376,11 @@ def run(
     report = io.StringIO()
     started = time.perf_counter()
     try:
-        with shrink_limit(shrink_seconds), contextlib.redirect_stdout(report):
+        with (
+            shrink_limit(shrink_seconds),
+            no_local_constants(),
+            contextlib.redirect_stdout(report),
+        ):
             test()
     except ModelFailure as failure:
         result.failure = str(failure)
@@ -312,6 +419,7 @@ def hunt(
     connect: Connect | None = None,
     shrink_seconds: float | None = 30.0,
     targeted: bool = False,
+    focus: Focus | None = None,
     progress: Callable[[Result], None] | None = None,
 ) -> Result:
     """Run seeded rounds until one finds a violation, ``rounds`` ran, or ``deadline`` passed.
@@ -345,19 +453,52 @@ def hunt(
             connect=connect,
             shrink_seconds=shrink,
             targeted=targeted,
+            focus=focus,
         )
-        total.expected_to_fail = found.expected_to_fail
-        total.rounds += 1
-        total.examples += found.examples
-        total.effects += found.effects
-        total.faults += found.faults
-        total.seconds += found.seconds
-        total.coverage.merge(found.coverage)
+        found.rounds, found.seed = 1, seed
+        total.add(found)
+        if progress is not None:
+            progress(total)
         if found.failure is not None:
-            total.failure, total.reproduce = found.failure, found.reproduce
-            if found.caught_after is not None:
-                total.caught_after = total.examples - found.examples + found.caught_after
-            total.seed = seed
+            break
+    return total
+
+
+def cover(
+    target: Target,
+    *,
+    rounds: int,
+    examples: int = 150,
+    first_seed: int = 0,
+    deadline: float | None = None,
+    steps: int = 25,
+    connect: Connect | None = None,
+    shrink_seconds: float | None = 30.0,
+    phases: Sequence[str] = tuple(DIRECTED),
+    progress: Callable[[Result], None] | None = None,
+) -> Result:
+    """Hunt the correct protocol on ``target`` in each :data:`DIRECTED` phase (``rounds``
+    rounds each, seeds from ``first_seed``; with a ``deadline``, an equal share of the time
+    left per phase), merging their counts and coverage; stops at the first violation."""
+    total = Result(target, None, round_examples=examples)
+    for index, name in enumerate(phases):
+        share = None
+        if deadline is not None:
+            share = time.perf_counter() + (deadline - time.perf_counter()) / (len(phases) - index)
+        found = hunt(
+            target,
+            rounds=rounds,
+            examples=examples,
+            first_seed=first_seed,
+            deadline=share,
+            steps=steps,
+            connect=connect,
+            shrink_seconds=shrink_seconds,
+            focus=DIRECTED[name],
+        )
+        found.phase = name
+        total.add(found)
+        total.phase_rounds = max(total.phase_rounds, found.rounds)
         if progress is not None:
             progress(total)
         if found.failure is not None:

@@ -15,6 +15,7 @@ entry (or fence) to the other, and the integrity check would see a row of the wr
 
 from __future__ import annotations
 
+import collections
 import itertools
 import secrets
 from abc import ABC, abstractmethod
@@ -404,11 +405,18 @@ class _WaitingInvalidator:
         self.replicate()
 
 
+LAG = 3
+"""How many rules the replica of the failover topologies lags behind its primary: a
+window of several rules in which a promotion loses acknowledged writes (one rule made the
+hazard so narrow that the full swarm met it about once in thousands of examples)."""
+
+
 class RedisFailover(AllInRedis):
     """``cascache.redis.new`` on a primary whose replica lags, and may be promoted.
 
-    Replication is asynchronous: the replica holds the primary's state as of its last
-    sync (the ``replicate`` injection). A ``failover`` injection promotes it, so every write
+    Replication is asynchronous: the replica holds the primary's state as it was
+    :data:`LAG` rules ago, or as of its last full sync (the ``replicate`` injection),
+    whichever is newer. A ``failover`` injection promotes it, so every write
     since the last sync, acknowledged or not, is gone. Without waiting for the replica, an
     acknowledged invalidate can be lost and an old fence becomes current again: the model
     must catch that (a negative control). With ``wait=True`` every invalidate returns only
@@ -424,7 +432,9 @@ class RedisFailover(AllInRedis):
         self.syncs = itertools.count()
         # (state, sequence number): the replica never moves back to an older sync.
         self.replica: tuple[dict[str, tuple[bytes, int]], int] = ({}, -1)
-        self.lagging: tuple[dict[str, tuple[bytes, int]], int] | None = None
+        self.lagging: collections.deque[tuple[dict[str, tuple[bytes, int]], int]] = (
+            collections.deque()
+        )
         super().__init__(nodes, core, connect)
         if wait:
             self.name = "redis-failover-wait"
@@ -456,10 +466,10 @@ class RedisFailover(AllInRedis):
             self.replica = sync
 
     def rule_done(self) -> None:
-        """Asynchronous replication: the replica is always one rule behind the primary."""
-        if self.lagging is not None:
-            self._adopt(self.lagging)
-        self.lagging = self._snapshot()
+        """Asynchronous replication: the replica is :data:`LAG` rules behind the primary."""
+        self.lagging.append(self._snapshot())
+        if len(self.lagging) > LAG:
+            self._adopt(self.lagging.popleft())
 
     def replicate(self) -> None:
         """The replica catches up with the primary now (a full sync of this example's keys)."""
@@ -471,4 +481,4 @@ class RedisFailover(AllInRedis):
             self.client.delete(name)
         for name, (data, ttl) in self.replica[0].items():
             self.client.set(name, data, px=ttl if ttl > 0 else None)
-        self.lagging = None
+        self.lagging.clear()

@@ -8,7 +8,10 @@ The correct protocol, driven through the same interleavings, passes.
 
 from __future__ import annotations
 
+import importlib
+import sys
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
@@ -24,7 +27,7 @@ from cascache.results import BatchWriteResult, Hit, VersionedValue, WriteOutcome
 from cascache.wire import Member, decode_single, encode_batch, encode_single
 from model.machine import FAULTS, KINDS, CacheModel, ModelFailure, machine_for
 from model.oracle import ROW_CODEC, KeyName, LyingKey, Row, plain, spell
-from model.run import fake_redis
+from model.run import Target, fake_redis, hunt
 from model.topology import AllInRedis, CoreFactory, Local, SharedVersions, Topology
 from model.zoo import NoCompare, SeedsFreshSnapshot, StampsCurrentFence
 
@@ -45,7 +48,7 @@ def model(
 ) -> CacheModel:
     """One model instance, configured as an example would be, to drive by hand."""
     machine = machine_for(build, core=core, faults=frozenset(faults))()
-    machine.configure(nkeys=nkeys, kinds=set(kinds), faults=set(faults))
+    machine.configure(nkeys=nkeys, kinds=frozenset(kinds), faults=frozenset(faults))
     return machine
 
 
@@ -282,16 +285,86 @@ def test_frames_a_fault_planted_are_not_blamed_on_the_protocol() -> None:
     machine.start_writer(node=0, key=A, ahead=2)
     machine.after_every_rule()
     name = machine.topo.keys.single("a").value
-    for kind in ("writeback", "swap", "splice", "corrupt"):
+    for kind in ("swap", "splice", "foreign", "corrupt"):
         machine.fill_then_get_hits(node=0, key=A)
         machine.after_every_rule()
         machine._damage(kind, 0, name, 0)
         assert machine.planted.get((0, name)) == machine.topo.raw(0, name), kind
         machine.after_every_rule()
         machine.start_get(node=0, key=A, ahead=3)
+        while machine.procs:  # the read stops before deleting what it refused
+            machine.step(pick=0, fault="ok")
         machine.after_every_rule()
-        assert not machine.procs
         assert machine.history.ops[-1].served == {}, kind
+
+
+# -- the aimed search -----------------------------------------------------------------
+
+
+def test_a_fault_that_leaves_bytes_to_refuse_is_met_by_a_read() -> None:
+    machine = model(faults={"corrupt"}, kinds={"inject", "get"}, nkeys=1)
+    machine.fill_then_get_hits(node=0, key=A)
+    name = machine.topo.keys.single("a").value
+    machine.inject(kind="corrupt", store=0, key=A, batch=False, pos=0, then=0)
+    assert machine.touched == (0, name)
+    assert [(p.label, p.keys) for p in machine.procs] == [("get", ("a",))]
+    while machine.procs:
+        machine.step(pick=0, fault="ok")
+    assert machine.history.ops[-1].served == {}
+    assert sum(type(machine).coverage.refusals.values()) == 1
+
+
+def test_a_writeback_can_land_what_a_slow_filler_would() -> None:
+    machine = model(faults={"writeback"}, kinds={"inject", "writer", "get"}, nkeys=1)
+    machine.fill_then_get_hits(node=0, key=A)  # a@0 under the first fence
+    machine.after_every_rule()
+    machine.start_writer(node=0, key=A, ahead=2)  # commits a@1; invalidate returns
+    machine.after_every_rule()
+    space = machine.topo.spaces[0]
+    [(name, frame)] = machine._late_frames(space, "a")
+    stamp, payload = decode_single(frame)
+    assert ROW_CODEC.decode(payload) == Row("a", 0)  # below the floor (a@1)
+    assert stamp != machine.topo.fence(0, space.keys.single("a").version)
+    assert machine._below_floor(name, frame)
+
+
+def test_failures_are_aimed_at_a_read_meeting_a_stale_entry() -> None:
+    machine = model(faults={"step", "writeback"}, kinds={"fill", "writer", "get"}, nkeys=1)
+    machine.fill_then_get_hits(node=0, key=A)
+    machine.after_every_rule()
+    machine.start_writer(node=0, key=A, ahead=2)
+    machine.after_every_rule()
+    [(name, frame)] = machine._late_frames(machine.topo.spaces[0], "a")
+    machine._plant("writeback", 0, name, frame, "a late frame lands in")
+    machine.start_fill(node=0, key=A, ahead=0)  # another process, pending
+    machine.start_get(node=0, key=A, ahead=0)
+    hazards = type(machine).coverage.hazards
+    before = sum(n for (op, _, out), n in hazards.items() if op == "get" and out == "fail")
+    assert [p.label for p in machine.procs] == ["fill", "get"]
+    machine.fail_at_hazard(pick=0, fault="fail")  # the draw names the fill; the get fails
+    assert [p.label for p in machine.procs] == ["fill"]
+    after = sum(n for (op, _, out), n in hazards.items() if op == "get" and out == "fail")
+    assert after > before
+    assert machine.history.ops[-1].kind == "get" and not machine.history.ops[-1].ok
+
+
+def test_a_model_run_replays_whatever_else_the_process_imported(tmp_path: Path) -> None:
+    # Hypothesis mixes literals of loaded local modules into its draws; the model's rounds
+    # must not depend on what else happens to be imported.
+    def once() -> tuple[int, int, int]:
+        found = hunt(Target("local"), rounds=1, examples=30)
+        return found.examples, found.effects, found.faults
+
+    first = once()
+    module = tmp_path / "cascache_constants_probe.py"
+    module.write_text("PROBE = (7, 4096, 65535, 'a', 'b', b'value:a', 0.5)\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        importlib.import_module("cascache_constants_probe")
+        assert once() == first
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("cascache_constants_probe", None)
 
 
 # -- corruption that only the checksum catches -----------------------------------------

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from model.run import CONTROLS, Result, Target, hunt, url_client
+from model.run import CONTROLS, DIRECTED, Result, Target, cover, hunt, url_client
 from model.servers import RedisServer
 from model.zoo import VARIANTS
 
@@ -21,6 +21,12 @@ PASSING_ROUNDS, PASSING_EXAMPLES = {"dev": (1, 100), "ci": (3, 150)}[PROFILE]
 IN_MEMORY_ROUNDS = {"dev": 1, "ci": 10}[PROFILE]
 """In-memory targets run about five times faster than Redis ones, so CI gives them more
 rounds for the same time (three rounds there met no hazard at all)."""
+DIRECTED_ROUNDS = {"memory": 12, "fakeredis": 9}
+DIRECTED_EXAMPLES = 50
+"""Rounds of each coverage phase (model.run.DIRECTED) in the CI profile, per backend, and
+examples per round (short rounds with many seeds explore more varied starts). The
+real-server targets run the same code paths as fakeredis and are not gated (their
+coverage is printed)."""
 CATCH_ROUNDS = 25
 CATCH_EXAMPLES = 200
 SHRINK_SECONDS = 5.0
@@ -55,6 +61,14 @@ def test_protocol_keeps_every_property(target: Target, request: pytest.FixtureRe
     rounds = IN_MEMORY_ROUNDS if target.backend == "memory" else PASSING_ROUNDS
     result = hunt(target, rounds=rounds, examples=PASSING_EXAMPLES, connect=connect)
     _show(result)
+    gated = PROFILE == "ci" and target.backend in DIRECTED_ROUNDS
+    if gated:
+        # The coverage phases are correctness runs too: a violation there fails the test.
+        phases = cover(target, rounds=DIRECTED_ROUNDS[target.backend], examples=DIRECTED_EXAMPLES)
+        print(f"coverage phases ({', '.join(DIRECTED)}):")
+        _show(phases)
+        assert phases.failure is None, f"in phase {phases.phase}: {phases.failure}"
+        result.coverage.merge(phases.coverage)
     coverage = result.coverage
     print(coverage.render())
     print("reachable cells not reached:", "; ".join(coverage.missing()) or "none")
@@ -68,9 +82,17 @@ def test_protocol_keeps_every_property(target: Target, request: pytest.FixtureRe
         # broken FRESH if served. (The dev profile's 100 examples sometimes meet neither.)
         assert sum(coverage.refusals.values()) > 0, "no read ever refused an entry"
         assert sum(coverage.hazards.values()) > 0, "no read ever met a stale entry"
+    if gated:
+        # Every reachable cell was reached (model.coverage lists what is unreachable, and
+        # why): effects under every outcome, every refusal on every read path, hazards.
+        assert not coverage.missing(), "reachable cells not reached: " + "; ".join(
+            coverage.missing()
+        )
 
 
-def _assert_caught(topology: str, variant: str | None, properties: tuple[str, ...]) -> None:
+def _assert_caught(
+    topology: str, variant: str | None, properties: tuple[str, ...], targeted: bool = False
+) -> None:
     backend = "memory" if topology in ("local", "per-node-local-versions") else "fakeredis"
     result = hunt(
         Target(topology, backend),
@@ -78,6 +100,7 @@ def _assert_caught(topology: str, variant: str | None, properties: tuple[str, ..
         rounds=CATCH_ROUNDS,
         examples=CATCH_EXAMPLES,
         shrink_seconds=SHRINK_SECONDS,
+        targeted=targeted,
     )
     _show(result)
     assert result.failure is not None, f"{variant or 'the control'} was not caught on {topology}"
@@ -85,8 +108,21 @@ def _assert_caught(topology: str, variant: str | None, properties: tuple[str, ..
     assert any(prop in headline for prop in properties), headline
 
 
+SWARM_CONTROLS = ["per-node-local-versions"]
+"""Controls the full swarm must catch in CI too. The swarm meets the redis-failover hazard
+(a promotion within a few rules of an acknowledged invalidate, with the old entry already
+on the replica) about once in a few thousand examples (caught after 400, 870 and 3,152
+examples from seeds 200, 100 and 300; not in 7,102 from seed 0), too rare for a bounded CI
+run: it is caught in its targeted phase, as the audit runs it."""
+
+
 @pytest.mark.parametrize("topology", sorted(CONTROLS))
-def test_negative_control_is_caught(topology: str) -> None:
+def test_negative_control_is_caught_in_its_targeted_phase(topology: str) -> None:
+    _assert_caught(topology, None, ("FRESH", "state invariant"), targeted=True)
+
+
+@pytest.mark.parametrize("topology", SWARM_CONTROLS)
+def test_negative_control_is_caught_by_the_full_swarm(topology: str) -> None:
     _assert_caught(topology, None, ("FRESH", "state invariant"))
 
 
