@@ -52,6 +52,15 @@ settings.load_profile(os.environ.get("CASCACHE_PROFILE", "dev"))
 
 AnyRedis = redis.Redis | redis.cluster.RedisCluster
 
+SLOW_FIRST = ("test_model_run.py",)
+"""Modules whose tests take a minute or more each (the model's hunts and coverage phases)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the slow model tests first: with ``-n 2`` the workers then share them, and the
+    many short tests fill the gaps, instead of one worker finishing alone on the longest."""
+    items.sort(key=lambda item: item.path.name not in SLOW_FIRST)
+
 
 def _unavailable(what: str) -> NoReturn:
     reason = (
