@@ -57,8 +57,9 @@ SLOW_FIRST = ("test_model_run.py",)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the slow model tests first: with ``-n 2`` the workers then share them, and the
-    many short tests fill the gaps, instead of one worker finishing alone on the longest."""
+    """Run the slow model tests first: with ``-n 2 --dist worksteal`` (the README's test
+    command) an idle worker takes them from the busy one's queue, and the many short tests
+    fill the gaps, instead of one worker finishing alone on the longest."""
     items.sort(key=lambda item: item.path.name not in SLOW_FIRST)
 
 
