@@ -481,6 +481,15 @@ def cover(
     rounds each, seeds from ``first_seed``; with a ``deadline``, an equal share of the time
     left per phase), merging their counts and coverage; stops at the first violation."""
     total = Result(target, None, round_examples=examples)
+
+    def report(partial: Result) -> None:
+        """Progress after every round: the phases so far plus this one's rounds."""
+        if progress is not None:
+            view = Result(target, None, round_examples=examples)
+            view.add(total)
+            view.add(partial)
+            progress(view)
+
     for index, name in enumerate(phases):
         share = None
         if deadline is not None:
@@ -495,12 +504,11 @@ def cover(
             connect=connect,
             shrink_seconds=shrink_seconds,
             focus=DIRECTED[name],
+            progress=report,
         )
         found.phase = name
         total.add(found)
         total.phase_rounds = max(total.phase_rounds, found.rounds)
-        if progress is not None:
-            progress(total)
         if found.failure is not None:
             break
     return total

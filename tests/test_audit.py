@@ -122,3 +122,16 @@ def test_a_control_that_is_not_caught_fails_the_audit(capsys: pytest.CaptureFixt
     assert code == 1
     assert "CONTROL NOT CAUGHT" in out
     assert "audit: 1 unexpected result(s)" in out
+
+
+def test_a_coverage_phase_row_replays_from_its_line(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--topology", "local", "--no-real", "--phase", "stale singles"]
+    code = main([*argv, "--rounds", "1", "--examples", "10", "--seed", "5", "--coverage"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "| local | memory | 2 | - | stale singles | clean |" in out
+    assert "| local | memory | 2 | - | swarm |" not in out  # --phase runs the phase alone
+    replay = _replay_argv(out, "local")
+    assert replay[replay.index("--phase") + 1] == "stale singles"
+    assert "--- coverage of local/memory/2n, swarm and coverage phases:" in out
+    assert "reachable cells not reached: " in out
