@@ -117,6 +117,12 @@ class Coverage:
         """Every (operation, effect) the run performed, sorted."""
         return sorted({(op, effect) for op, effect, _ in self.cells})
 
+    def hazards_met(self, operation: str, outcome: str) -> int:
+        """Effects of ``operation`` that met a hazard and ended with ``outcome``."""
+        return sum(
+            n for (op, _, out), n in self.hazards.items() if op == operation and out == outcome
+        )
+
     def missing(self) -> list[str]:
         """Reachable cells with a zero count, one line each."""
         outcomes = OUTCOMES if self.faulted else OUTCOMES[:1]
@@ -137,7 +143,7 @@ class Coverage:
             f"hazard {op} {outcome}"
             for op in sorted(reads)
             for outcome in outcomes
-            if not any(n for (o, _, out), n in self.hazards.items() if o == op and out == outcome)
+            if not self.hazards_met(op, outcome)
         ]
         return gaps
 
@@ -157,10 +163,7 @@ class Coverage:
         lines += ["", "| read operation | hazards met: " + " | ".join(OUTCOMES) + " |"]
         lines.append("|---|" + "---|" * len(OUTCOMES))
         for op in READ_OPERATIONS:
-            per = [
-                sum(n for (o, _, out), n in self.hazards.items() if o == op and out == outcome)
-                for outcome in OUTCOMES
-            ]
+            per = [self.hazards_met(op, outcome) for outcome in OUTCOMES]
             lines.append(f"| {op} | " + " | ".join(map(str, per)) + " |")
         reasons = sorted(set(UNREACHABLE.values()))
         lines += ["", "Cells marked n/a:", *(f"- {reason}" for reason in reasons)]

@@ -83,12 +83,14 @@ CONTROLS = frozenset({"per-node-local-versions", "redis-failover"})
 
 @dataclass(frozen=True)
 class Focus:
-    """A targeted run: the model narrowed to the rule families and faults one hazard needs.
+    """A focused run: the model narrowed to the rule families and faults one hazard needs.
 
     A negative control shows that the checks are not vacuous; it needs only to be caught,
-    and the full swarm reaches its hazard only now and then. The targeted run uses the same
-    machine, rules and checks with fewer families enabled, so the hazard is a few rules
-    away in most examples.
+    and the full swarm reaches its hazard only now and then. Its targeted run
+    (:data:`TARGETED`) uses the same machine, rules and checks with fewer families
+    enabled, so the hazard is a few rules away in most examples. A coverage phase
+    (:data:`DIRECTED`) narrows the correct protocol the same way, so that a read path
+    meets what it must refuse; there ``hazard`` says what the phase aims at.
     """
 
     kinds: frozenset[str]

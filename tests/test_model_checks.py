@@ -338,12 +338,12 @@ def test_failures_are_aimed_at_a_read_meeting_a_stale_entry() -> None:
     machine._plant("writeback", 0, name, frame, "a late frame lands in")
     machine.start_fill(node=0, key=A, ahead=0)  # another process, pending
     machine.start_get(node=0, key=A, ahead=0)
-    hazards = type(machine).coverage.hazards
-    before = sum(n for (op, _, out), n in hazards.items() if op == "get" and out == "fail")
+    coverage = type(machine).coverage
+    before = coverage.hazards_met("get", "fail")
     assert [p.label for p in machine.procs] == ["fill", "get"]
     machine.fail_at_hazard(pick=0, fault="fail")  # the draw names the fill; the get fails
     assert [p.label for p in machine.procs] == ["fill"]
-    after = sum(n for (op, _, out), n in hazards.items() if op == "get" and out == "fail")
+    after = coverage.hazards_met("get", "fail")
     assert after > before
     assert machine.history.ops[-1].kind == "get" and not machine.history.ops[-1].ok
 
