@@ -13,6 +13,7 @@ from cascache.errors import (
     InvalidateError,
     OpError,
     ReplicationError,
+    ReplyError,
     WireError,
 )
 from cascache.fence import Version
@@ -53,6 +54,7 @@ __all__ = [
     "Options",
     "Provider",
     "ReplicationError",
+    "ReplyError",
     "StrCodec",
     "Version",
     "VersionedValue",

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
-from cascache.core import SingleCore, check_version, join_keys
+from cascache.core import SingleCore, check_version, counted, join_keys
 from cascache.effects import Effect, Step, perform
 from cascache.errors import CascacheError, OpError, WireError
 from cascache.fence import Version, new_fence
@@ -73,7 +73,11 @@ class Core(SingleCore[V]):
         names = [self.keys.single(key).version for key in wanted]
         try:
             fences = yield from perform(
-                self.versions("snapshot_many", names, lambda: self.gens.snapshot_many(names))
+                self.versions(
+                    "snapshot_many",
+                    names,
+                    lambda: counted("snapshot_many", names, self.gens.snapshot_many(names)),
+                )
             )
         except Exception as exc:
             call_hook(
@@ -175,6 +179,7 @@ class Core(SingleCore[V]):
                     self.both("read_batch", both, lambda: reader.read_batch(name, both))
                 )
                 if got is not None:
+                    counted("read_batch", both, got)
                     fences = dict(zip(wanted, got, strict=True))
             else:
                 blob = yield from perform(

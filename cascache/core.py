@@ -34,13 +34,20 @@ single-key step as one atomic effect instead, with the same meaning.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence, Sized
 from enum import StrEnum
 from typing import Generic, TypeVar
 
 from cascache.codec import Codec
 from cascache.effects import Effect, Step, perform
-from cascache.errors import CascacheError, CodecError, InvalidateError, OpError, WireError
+from cascache.errors import (
+    CascacheError,
+    CodecError,
+    InvalidateError,
+    OpError,
+    ReplyError,
+    WireError,
+)
 from cascache.fence import Version, new_fence
 from cascache.genstore import GenStore, LocalGenStore
 from cascache.hooks import Hooks, call_hook
@@ -53,6 +60,7 @@ from cascache.wire import decode_single, encode_single
 
 V = TypeVar("V")
 R = TypeVar("R")
+L = TypeVar("L", bound=Sized)
 
 
 class Refusal(StrEnum):
@@ -258,7 +266,9 @@ class SingleCore(Generic[V]):
             reader = self.reader
             try:
                 pairs = yield from perform(
-                    self.both("read_many", cks, lambda: reader.read_many(cks))
+                    self.both(
+                        "read_many", cks, lambda: counted("read_many", cks, reader.read_many(cks))
+                    )
                 )
             except Exception as exc:
                 raise OpError(op, join_keys(ck.key for ck in cks), exc) from exc
@@ -287,7 +297,11 @@ class SingleCore(Generic[V]):
         try:
             if isinstance(provider, ManyProvider):
                 frames = yield from perform(
-                    self.values("get_many", names, lambda: provider.get_many(names))
+                    self.values(
+                        "get_many",
+                        names,
+                        lambda: counted("get_many", names, provider.get_many(names)),
+                    )
                 )
             else:
                 frames = yield from perform(
@@ -316,7 +330,11 @@ class SingleCore(Generic[V]):
         names = [ck.version for ck in cks]
         return (
             yield from perform(
-                self.versions("current_many", names, lambda: self.gens.current_many(names))
+                self.versions(
+                    "current_many",
+                    names,
+                    lambda: counted("current_many", names, self.gens.current_many(names)),
+                )
             )
         )
 
@@ -465,6 +483,15 @@ class SingleCore(Generic[V]):
     def ttl(self, op: str, ttl: TTL | None) -> float | None:
         """Normalise a per-call TTL (seconds or ``timedelta``); ``None`` means the default."""
         return ttl_seconds(f"{op} ttl", ttl)
+
+
+def counted(store_op: str, asked: Sized, reply: L) -> L:
+    """``reply`` if it holds one result per key asked; a store that answers with more or
+    fewer is broken, and pairing its results with keys would pair them with the wrong ones.
+    """
+    if len(reply) != len(asked):
+        raise ReplyError(f"{store_op} returned {len(reply)} results for {len(asked)} keys")
+    return reply
 
 
 def delete_each(provider: Provider, names: Sequence[str]) -> None:

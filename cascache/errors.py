@@ -19,6 +19,15 @@ class WireError(CascacheError):
     """Stored bytes are not a well-formed cascache frame (corrupt or foreign data)."""
 
 
+class ReplyError(CascacheError):
+    """A store broke its interface: its reply does not match what was asked.
+
+    For example a ``get_many`` that returns fewer results than keys. The cache treats it
+    like any other failure of that store: a read of values raises ``OpError`` (with this
+    as its cause), a read of fences fails closed, and nothing is served from the reply.
+    """
+
+
 class ReplicationError(CascacheError):
     """Fewer replicas than required acknowledged a write before the timeout.
 

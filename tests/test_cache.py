@@ -99,11 +99,14 @@ class Boom(Exception):
 
 
 class FaultyProvider:
-    """Wraps a ``MemoryProvider``; each operation named in ``failing`` raises ``Boom``."""
+    """Wraps a ``MemoryProvider``; each operation named in ``failing`` raises ``Boom``, and
+    ``get_many`` drops its last result while ``short`` is set (a store breaking its interface).
+    """
 
     def __init__(self, inner: MemoryProvider, failing: Iterable[str] = ()) -> None:
         self.inner = inner
         self.failing = set(failing)
+        self.short = False
 
     def _check(self, op: str) -> None:
         if op in self.failing:
@@ -115,7 +118,7 @@ class FaultyProvider:
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         self._check("get_many")
-        return self.inner.get_many(keys)
+        return self.inner.get_many(keys)[: -1 if self.short else None]
 
     def set(self, key: str, value: bytes, cost: int, ttl: float | None) -> bool:
         self._check("set")
@@ -134,11 +137,13 @@ class FaultyProvider:
 
 
 class FaultyGenStore:
-    """Wraps a version store; each operation named in ``failing`` raises ``Boom``."""
+    """Wraps a version store; each operation named in ``failing`` raises ``Boom``, and each
+    many-key operation named in ``short`` drops the last of its results."""
 
     def __init__(self, inner: GenStore, failing: Iterable[str] = ()) -> None:
         self.inner = inner
         self.failing = set(failing)
+        self.short: set[str] = set()
 
     def _check(self, op: str) -> None:
         if op in self.failing:
@@ -150,7 +155,7 @@ class FaultyGenStore:
 
     def snapshot_many(self, keys: Sequence[str]) -> list[Version]:
         self._check("snapshot_many")
-        return self.inner.snapshot_many(keys)
+        return self.inner.snapshot_many(keys)[: -1 if "snapshot_many" in self.short else None]
 
     def current(self, key: str) -> Version | None:
         self._check("current")
@@ -158,7 +163,7 @@ class FaultyGenStore:
 
     def current_many(self, keys: Sequence[str]) -> list[Version | None]:
         self._check("current_many")
-        return self.inner.current_many(keys)
+        return self.inner.current_many(keys)[: -1 if "current_many" in self.short else None]
 
     def advance(self, key: str) -> Version:
         self._check("advance")
@@ -1832,6 +1837,113 @@ def test_report_read_seed_failure() -> None:
     assert all(_op_error(error, "get_many", key) for _, key, error in reports)
 
 
+def test_report_get_or_load_snapshot_failure() -> None:
+    cache, _, gens, hooks = _reporting()
+    gens.failing = {"snapshot"}
+    assert cache.get_or_load("k", lambda: 1) == 1
+    [(op, key, boom)] = hooks.of("version_snapshot_error")
+    assert (op, key) == ("snapshot_version", "k") and isinstance(boom, Boom)
+    [(op, key, error)] = hooks.of("cleanup_error")
+    assert (op, key) == ("get_or_load", "k") and _op_error(error, "snapshot_version", "k")
+    assert error.cause is boom
+
+
+def test_report_get_or_load_store_failure() -> None:
+    cache, provider, _, hooks = _reporting()
+    provider.failing = {"set"}
+    assert cache.get_or_load("k", lambda: 1) == 1
+    [(op, key, error)] = hooks.of("cleanup_error")
+    assert (op, key) == ("get_or_load", "k") and _op_error(error, "set_if_version", "k")
+    assert isinstance(error.cause, Boom)
+
+
+def test_report_get_or_load_version_check_failure() -> None:
+    cache, _, gens, hooks = _reporting()
+    gens.failing = {"current"}
+    assert cache.get_or_load("k", lambda: 1) == 1
+    [(op, key, boom)] = hooks.of("version_snapshot_error")
+    assert (op, key) == ("set_if_version", "k") and isinstance(boom, Boom)
+    assert hooks.of("cleanup_error") == []
+
+
+def test_report_get_version_read_failure() -> None:
+    cache, _, gens, hooks = _reporting()
+    fill(cache, "k", 1)
+    gens.failing = {"current"}
+    assert cache.get("k") is None
+    [(op, key, boom)] = hooks.of("version_snapshot_error")
+    assert (op, key) == ("get", "k") and isinstance(boom, Boom)
+
+
+def test_report_invalidate_delete_failure() -> None:
+    cache, provider, _, hooks = _reporting()
+    provider.failing = {"delete"}
+    cache.invalidate("k")
+    [(op, key, boom)] = hooks.of("cleanup_error")
+    assert (op, key) == ("invalidate", "k") and isinstance(boom, Boom)
+
+
+def test_report_invalidate_total_failure() -> None:
+    cache, provider, gens, hooks = _reporting()
+    gens.failing = {"advance"}
+    provider.failing = {"delete"}
+    with pytest.raises(InvalidateError) as raised:
+        cache.invalidate("k")
+    advance, delete = raised.value.advance_error, raised.value.delete_error
+    assert isinstance(advance, Boom) and isinstance(delete, Boom) and advance is not delete
+    assert hooks.events == [
+        ("version_advance_error", ("k", advance)),
+        ("invalidate_outage", ("k", advance, delete)),
+    ]
+
+
+def test_report_get_many_or_load_store_failure() -> None:
+    cache, provider, _, hooks = _reporting(batch_write_seed="off")
+    provider.failing = {"set"}
+    assert cache.get_many_or_load(["a", "b"], lambda keys: dict.fromkeys(keys, 1)) == {
+        "a": 1,
+        "b": 1,
+    }
+    [(op, key, error)] = hooks.of("cleanup_error")
+    assert (op, key) == ("get_many_or_load", "a,b") and _op_error(error, "set_if_versions", "a,b")
+
+
+def test_report_write_seed_failure() -> None:
+    cache, provider, _, hooks = _reporting(batch_write_seed="fast")
+    versions = cache.snapshot_versions(["a", "b"])
+    real_set = provider.inner.set
+
+    def set_batch_only(key: str, value: bytes, cost: int, ttl: float | None) -> bool:
+        if key in (single(cache, "a").value, single(cache, "b").value):
+            raise Boom("seed")
+        return real_set(key, value, cost, ttl)
+
+    provider.inner.set = set_batch_only  # type: ignore[method-assign]
+    result = cache.set_if_versions([VersionedValue(k, 1, versions[k]) for k in "ab"])
+    assert result.stored and result.seeded_singles == 0
+    reports = hooks.of("cleanup_error")
+    assert [(op, key) for op, key, _ in reports] == [
+        ("set_if_versions", "a"),
+        ("set_if_versions", "b"),
+    ]
+    assert all(_op_error(error, "set_if_versions", key) for _, key, error in reports)
+
+
+def test_report_many_drop_failure() -> None:
+    cache, provider, _, hooks = _reporting(disable_batch=True)
+    fill(cache, "a", 1)
+    fill(cache, "b", 2)
+    plant(cache, "a", b"corrupt")
+    plant(cache, "b", b"corrupt")
+    provider.failing = {"delete"}
+    assert cache.get_many(["a", "b"]) == ({}, ["a", "b"])
+    [(op, key, boom)] = hooks.of("cleanup_error")
+    assert (op, key) == ("get_many", "a,b") and isinstance(boom, Boom)
+    healed = hooks.of("self_healed")
+    assert [(op, key) for op, key, _ in healed] == [("get_many", "a"), ("get_many", "b")]
+    assert all(reason.startswith("corrupt entry: ") for _, _, reason in healed)
+
+
 # -- TTLs on every path that stores ------------------------------------------------------
 # default_ttl 10 s, batch_ttl unset (the batch entry falls back to default_ttl), and a
 # per-call TTL of 3 s where the path takes one: each entry is there just before its TTL
@@ -1902,3 +2014,187 @@ def test_ttl_of_read_seeds_is_default_ttl(seed: str) -> None:
     clock.now += 5  # the seeds are written by this read, 5 s after the batch
     assert cache.get_many(["a", "b"]) == ({"a": 1, "b": 2}, [])
     _lives(cache, clock, lambda: stored_bytes(cache, "a") is not None, 10)
+
+
+# -- stores that break their interface ------------------------------------------------------
+# A many-key reply with fewer results than keys is a store failure (``ReplyError``), handled
+# like any other failure of that store; its results are never paired with keys.
+
+
+def _reply_error(error: BaseException | None, op: str, asked: int) -> bool:
+    return (
+        isinstance(error, cascache.ReplyError)
+        and str(error) == f"{op} returned {asked - 1} results for {asked} keys"
+    )
+
+
+def test_short_value_reply_fails_the_read() -> None:
+    cache, provider, _, hooks = _reporting(disable_batch=True)
+    fill(cache, "a", 1)
+    fill(cache, "b", 2)
+    provider.short = True
+    with pytest.raises(OpError) as raised:
+        cache.get_many(["a", "b"])
+    assert _op_error(raised.value, "get_many", "a,b")
+    assert _reply_error(raised.value.cause, "get_many", 2)
+    assert cache.get_many_or_load(["a", "b"], lambda keys: dict.fromkeys(keys, 0)) == {
+        "a": 0,
+        "b": 0,
+    }
+    [(op, key, error)] = hooks.of("cleanup_error")
+    assert (op, key) == ("get_many_or_load", "a,b") and _op_error(error, "get_many", "a,b")
+
+
+@pytest.mark.parametrize("batch", [True, False])
+def test_short_fence_reply_fails_closed(batch: bool) -> None:
+    cache, _, gens, hooks = _reporting(disable_batch=not batch, batch_write_seed="off")
+    if batch:
+        fill_batch(cache, {"a": 1, "b": 2})
+    else:
+        fill(cache, "a", 1)
+        fill(cache, "b", 2)
+    gens.short = {"current_many"}
+    assert cache.get_many(["a", "b"]) == ({}, ["a", "b"])
+    [(op, key, error)] = hooks.of("version_snapshot_error")
+    assert (op, key) == ("get_many", "a,b") and _reply_error(error, "current_many", 2)
+
+
+def test_short_fence_reply_refuses_the_batch_write() -> None:
+    cache, _, gens, hooks = _reporting()
+    versions = cache.snapshot_versions(["a", "b"])
+    gens.short = {"current_many"}
+    result = cache.set_if_versions([VersionedValue(k, 1, versions[k]) for k in "ab"])
+    assert result.outcome is WriteOutcome.SNAPSHOT_ERROR
+    [(op, key, error)] = hooks.of("version_snapshot_error")
+    assert (op, key) == ("set_if_versions", "a,b") and _reply_error(error, "current_many", 2)
+
+
+def test_short_snapshot_reply_fails_the_snapshot() -> None:
+    cache, _, gens, _ = _reporting()
+    gens.short = {"snapshot_many"}
+    with pytest.raises(OpError) as raised:
+        cache.snapshot_versions(["a", "b"])
+    assert _op_error(raised.value, "snapshot_versions", "a,b")
+    assert _reply_error(raised.value.cause, "snapshot_many", 2)
+
+
+class ShortReader:
+    """A key reader whose many-key replies lack their last result."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def read(self, key: CacheKey) -> tuple[bytes | None, Version | None]:
+        return self.inner.read(key)  # type: ignore[no-any-return]
+
+    def read_many(self, keys: Sequence[CacheKey]) -> list[tuple[bytes | None, Version | None]]:
+        return self.inner.read_many(keys)[:-1]  # type: ignore[no-any-return]
+
+    def read_batch(
+        self, name: str, keys: Sequence[CacheKey]
+    ) -> tuple[bytes | None, list[Version | None] | None]:
+        blob, fences = self.inner.read_batch(name, keys)
+        return blob, None if fences is None else fences[:-1]
+
+
+@pytest.mark.parametrize("topology", ["redis-fake"], indirect=True)
+@pytest.mark.parametrize("batch", [True, False])
+def test_short_reader_reply_fails_the_read(topology: Topology, batch: bool) -> None:
+    cache = topology(disable_batch=not batch)
+    fill_batch(cache, {"a": 1, "b": 2})
+    cache.core.reader = ShortReader(cache.core.reader)
+    with pytest.raises(OpError) as raised:
+        cache.get_many(["a", "b"])
+    assert _op_error(raised.value, "get_many", "a,b")
+    assert _reply_error(raised.value.cause, "read_batch" if batch else "read_many", 2)
+
+
+def trace_of(step: Step[Any]) -> list[tuple[str, str]]:
+    """The ``(target, op)`` of every effect an operation performs when nothing else runs."""
+    process = Process(step)
+    trace = []
+    while process.pending is not None:
+        trace.append((process.pending.target, process.pending.op))
+        process.step()
+    process.result  # noqa: B018 - raise if it failed
+    return trace
+
+
+def test_one_key_get_many_reads_no_batch_entry() -> None:
+    cache = cascache.new(
+        cascache.Options(namespace="one", provider=MemoryProvider(), codec=cascache.JsonCodec())
+    )
+    fill(cache, "a", 1)
+    assert trace_of(cache.core.get_many(["a"])) == [
+        ("values", "get_many"),
+        ("versions", "current_many"),
+    ]
+    assert trace_of(cache.core.get_many(["a", "b"])) == [
+        ("values", "get"),
+        ("values", "get_many"),
+        ("versions", "current_many"),
+    ]
+
+
+class PlainProvider:
+    """A provider with only the required methods (no ``get_many``, ``delete_many``, ``add``)."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryProvider()
+
+    def get(self, key: str) -> bytes | None:
+        return self.inner.get(key)
+
+    def set(self, key: str, value: bytes, cost: int, ttl: float | None) -> bool:
+        return self.inner.set(key, value, cost, ttl)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_self_heal_deletes_through_a_plain_provider() -> None:
+    provider = PlainProvider()
+    hooks = Recorder()
+    cache = cascache.new(
+        cascache.Options(
+            namespace="plain",
+            provider=provider,
+            codec=cascache.JsonCodec(),
+            hooks=hooks,
+            disable_batch=True,
+        )
+    )
+    assert not isinstance(provider, cascache.ManyProvider)
+    fill(cache, "a", 1)
+    fill(cache, "b", 2)
+    cache.invalidate("a")
+    plant(cache, "b", b"corrupt")
+    stale = encode_single(new_fence(), b"3")
+    plant(cache, "a", stale)
+    assert cache.get_many(["a", "b"]) == ({}, ["a", "b"])
+    assert provider.get(single(cache, "a").value) is None
+    assert provider.get(single(cache, "b").value) is None
+    assert [args[:2] for args in hooks.of("self_healed")] == [("get_many", "a"), ("get_many", "b")]
+
+
+@pytest.mark.parametrize("topology", ["redis-fake"], indirect=True)
+def test_report_atomic_invalidate_failure(topology: Topology) -> None:
+    hooks = Recorder()
+    cache = topology(hooks=hooks)
+
+    class Failing:
+        def invalidate(self, key: CacheKey) -> None:
+            raise Boom(f"invalidate {key.key}")
+
+    cache.core.invalidator = Failing()
+    with pytest.raises(InvalidateError) as raised:
+        cache.invalidate("k")
+    boom = raised.value.advance_error
+    assert isinstance(boom, Boom) and raised.value.key == "k" and raised.value.delete_error is None
+    assert hooks.events == [
+        ("version_advance_error", ("k", boom)),
+        ("invalidate_outage", ("k", boom, None)),
+    ]

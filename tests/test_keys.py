@@ -205,3 +205,9 @@ def test_scan_pattern_finds_exactly_the_namespace(
 
 def _scan(client: AnyRedis, pattern: str) -> set[str]:
     return {name.decode() for name in client.scan_iter(match=pattern, count=1000)}
+
+
+def test_different_keys_get_different_tags() -> None:
+    space = KeySpace("ns")
+    tags = {tag_of(space.single(f"key-{i}").value) for i in range(64)}
+    assert len(tags) == 64

@@ -197,3 +197,26 @@ def test_non_utf8_member_key_is_refused() -> None:
 
 def test_empty_batch() -> None:
     assert decode_batch(encode_batch([])) == []
+
+
+@pytest.mark.parametrize("cut", range(4))
+def test_a_frame_cut_inside_a_length_field_names_the_field(cut: int) -> None:
+    single = header(KIND_SINGLE) + FENCE.to_bytes() + u32(5)[:cut]
+    at = len(header(KIND_SINGLE)) + FENCE_SIZE
+    with pytest.raises(
+        WireError, match=rf"^truncated frame: payload length needs 4 bytes at offset {at}"
+    ):
+        decode_single(seal(single))
+    first = u32(1) + b"a" + FENCE.to_bytes() + u32(20) + bytes(20)
+    batch = header(KIND_BATCH) + u32(2) + first + u32(1)[:cut]
+    at = len(header(KIND_BATCH)) + 4 + len(first)
+    with pytest.raises(
+        WireError, match=rf"^truncated frame: key length needs 4 bytes at offset {at}"
+    ):
+        decode_batch(seal(batch))
+    count = header(KIND_BATCH) + u32(1)[:cut]
+    at = len(header(KIND_BATCH))
+    with pytest.raises(
+        WireError, match=rf"^truncated frame: member count needs 4 bytes at offset {at}"
+    ):
+        decode_batch(seal(count))

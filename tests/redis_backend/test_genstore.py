@@ -386,3 +386,18 @@ def test_snapshot_passes_key_as_keys_and_fence_as_argv(any_redis: Client) -> Non
         fence.to_bytes(),
         b"5000",
     )
+
+
+def test_repr_is_exact(any_redis: Client) -> None:
+    kind = "cluster" if isinstance(any_redis, redis.cluster.RedisCluster) else "redis"
+    assert repr(RedisGenStore(any_redis)) == f"RedisGenStore({kind}, version_ttl=None)"
+    assert repr(RedisGenStore(any_redis, version_ttl=timedelta(seconds=3))) == (
+        f"RedisGenStore({kind}, version_ttl=3.0)"
+    )
+
+
+def test_config_errors_name_the_gen_store(fake_redis: fakeredis.FakeRedis) -> None:
+    with pytest.raises(ConfigError, match=r"^RedisGenStore version_ttl must be"):
+        RedisGenStore(fake_redis, version_ttl=-1)
+    with pytest.raises(ConfigError, match=r"^RedisGenStore needs a redis\.Redis"):
+        RedisGenStore(object())  # type: ignore[arg-type]

@@ -393,3 +393,26 @@ def test_repr_names_backend(any_redis: Client) -> None:
     kind = "cluster" if isinstance(any_redis, redis.cluster.RedisCluster) else "redis"
     assert kind in text
     assert "2.0" in text
+
+
+def test_repr_is_exact(any_redis: Client) -> None:
+    kind = "cluster" if isinstance(any_redis, redis.cluster.RedisCluster) else "redis"
+    assert repr(RedisKeyMutator(any_redis)) == (
+        f"RedisKeyMutator({kind}, version_ttl=None, wait_replicas=0)"
+    )
+    assert repr(RedisKeyMutator(any_redis, version_ttl=2, wait_replicas=1)) == (
+        f"RedisKeyMutator({kind}, version_ttl=2.0, wait_replicas=1)"
+    )
+
+
+def test_config_errors_name_the_mutator(fake_redis: fakeredis.FakeRedis) -> None:
+    with pytest.raises(ConfigError, match=r"^RedisKeyMutator version_ttl must be"):
+        RedisKeyMutator(fake_redis, version_ttl=-1)
+    with pytest.raises(ConfigError, match=r"^RedisKeyMutator wait_timeout must be"):
+        RedisKeyMutator(fake_redis, wait_timeout=-1)
+    with pytest.raises(ConfigError, match=r"^RedisKeyMutator needs a redis\.Redis"):
+        RedisKeyMutator(object())  # type: ignore[arg-type]
+
+
+def test_wait_timeout_defaults_to_one_second(fake_redis: fakeredis.FakeRedis) -> None:
+    assert RedisKeyMutator(fake_redis, wait_replicas=1)._wait_ms == 1000

@@ -7,11 +7,13 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+import redis.cluster
+from redis.connection import AbstractConnection
 
 import cascache
 import cascache.redis
 from model.servers import RedisServer, ServerStartError
-from tests.servers import count_round_trips, find_server_binary, warm_up
+from tests.servers import count_round_trips, find_server_binary, parse_requests, warm_up
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +30,13 @@ def primary_with_replica() -> Iterator[tuple[redis.Redis, redis.Redis]]:
             client = redis.Redis.from_url(primary.url)
             replica = redis.Redis.from_url(replica_server.url)
             # Wait (bounded) until the replica's link is up; WAIT needs a connected replica.
-            for _ in range(500):
+            # The first sync can take seconds on a loaded 2-core machine (the model tests
+            # run beside this one), so the bound is generous.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
                 if replica.info("replication").get("master_link_status") == "up":
                     break
-                time.sleep(0.01)
+                time.sleep(0.02)
             else:
                 pytest.fail("the replica never connected to the primary")
             yield client, replica
@@ -104,3 +109,44 @@ def test_bad_wait_replicas(bad: object) -> None:
     client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
     with pytest.raises(cascache.ConfigError, match="wait_replicas"):
         cascache.redis.new_key_mutator(client, wait_replicas=bad)  # type: ignore[arg-type]
+
+
+def test_cluster_wait_goes_to_the_keys_primary(cluster_client: redis.cluster.RedisCluster) -> None:
+    """The session's cluster has no replicas, so a WAIT for one times out acknowledged by 0;
+    what matters is that it is sent with the script, to the primary that owns the key."""
+    cache = cascache.redis.new(
+        cascache.redis.Options(
+            namespace="repl-cluster",
+            client=cluster_client,
+            codec=cascache.StrCodec(),
+            wait_replicas=1,
+            wait_timeout=0.05,
+        )
+    )
+    with pytest.raises(cascache.InvalidateError):
+        cache.invalidate("k")  # loads the script on the key's primary
+    version = cache.snapshot_version("k")
+    name = cache.core.keys.single("k").version
+    owner = cluster_client.get_node_from_key(name).port
+    sent: list[tuple[int, list[tuple[bytes, ...]]]] = []
+    original = AbstractConnection.send_packed_command
+
+    def recording(self: AbstractConnection, command: object, check_health: bool = True) -> None:
+        sent.append((getattr(self, "port", 0), parse_requests(command)))
+        original(self, command, check_health)  # type: ignore[no-untyped-call]
+
+    AbstractConnection.send_packed_command = recording  # type: ignore[method-assign]
+    try:
+        with pytest.raises(cascache.InvalidateError) as raised:
+            cache.invalidate("k")
+    finally:
+        AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
+    assert isinstance(raised.value.advance_error, cascache.ReplicationError)
+    assert str(raised.value.advance_error) == (
+        "invalidate of 'k': 0 of 1 replicas acknowledged within 50 ms"
+    )
+    waits = [(port, command) for port, batch in sent for command in batch if command[0] == b"WAIT"]
+    assert waits == [(owner, (b"WAIT", b"1", b"50"))]
+    assert (
+        cache.set_if_version("k", "old", version).outcome is cascache.WriteOutcome.VERSION_MISMATCH
+    )
