@@ -8,6 +8,7 @@ from cascache.cache import CAS, new
 from cascache.codec import BytesCodec, Codec, JsonCodec, LimitedCodec, StrCodec
 from cascache.errors import (
     CascacheError,
+    ClosedError,
     CodecError,
     ConfigError,
     InvalidateError,
@@ -34,6 +35,7 @@ __all__ = [
     "BatchWriteSeed",
     "BytesCodec",
     "CascacheError",
+    "ClosedError",
     "Codec",
     "CodecError",
     "ConfigError",

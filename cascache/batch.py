@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
-from cascache.core import SingleCore, check_version, counted, join_keys
+from cascache.core import SingleCore, check_version, counted, keys_text
 from cascache.effects import Effect, Step, perform
 from cascache.errors import CascacheError, OpError, WireError
 from cascache.fence import Version, new_fence
@@ -53,6 +53,7 @@ class Core(SingleCore[V]):
     def get_many(self, keys: Iterable[str]) -> Step[tuple[dict[str, V], list[str]]]:
         """The servable values of ``keys`` and, in request order, the keys that missed."""
         wanted = unique_keys("get_many", keys)
+        self.check_open("get_many", wanted)
         if self.disabled or not wanted:
             return {}, wanted
         found: dict[str, V] = {}
@@ -66,6 +67,7 @@ class Core(SingleCore[V]):
     def snapshot_versions(self, keys: Iterable[str]) -> Step[dict[str, Version]]:
         """``snapshot_version`` for several keys in one version-store interaction."""
         wanted = unique_keys("snapshot_versions", keys)
+        self.check_open("snapshot_versions", wanted)
         if self.disabled:
             return {key: new_fence() for key in wanted}
         if not wanted:
@@ -81,9 +83,9 @@ class Core(SingleCore[V]):
             )
         except Exception as exc:
             call_hook(
-                self.hooks.version_snapshot_error, "snapshot_versions", join_keys(wanted), exc
+                self.hooks.version_snapshot_error, "snapshot_versions", keys_text(wanted), exc
             )
-            raise OpError("snapshot_versions", join_keys(wanted), exc) from exc
+            raise OpError("snapshot_versions", wanted, exc) from exc
         return dict(zip(wanted, fences, strict=True))
 
     def set_if_versions(
@@ -91,6 +93,7 @@ class Core(SingleCore[V]):
     ) -> Step[BatchWriteResult]:
         """Store a batch entry if every observed version is current; then seed singles."""
         batch = self.check_items(items)
+        self.check_open("set_if_versions", [item.key for item in batch])
         if self.disabled:
             return BatchWriteResult(WriteOutcome.DISABLED)
         if not batch:
@@ -103,11 +106,11 @@ class Core(SingleCore[V]):
         if not self.batching or len(members) == 1:
             return (yield from self.write_singles(cks, members, ttl))
         self.note_local_batch()
-        keys = join_keys(m.key for m in members)
+        keys = [m.key for m in members]
         try:
             fences = yield from self.current_many(cks)
         except Exception as exc:
-            call_hook(self.hooks.version_snapshot_error, "set_if_versions", keys, exc)
+            call_hook(self.hooks.version_snapshot_error, "set_if_versions", keys_text(keys), exc)
             return BatchWriteResult(WriteOutcome.SNAPSHOT_ERROR)
         if any(fence != m.fence for fence, m in zip(fences, members, strict=True)):
             return BatchWriteResult(WriteOutcome.VERSION_MISMATCH)
@@ -134,10 +137,11 @@ class Core(SingleCore[V]):
         reported to ``hooks.cleanup_error``.
         """
         wanted = unique_keys("get_many_or_load", keys)
+        self.check_open("get_many_or_load", wanted)
         try:
             found, missing = yield from self.get_many(wanted)
         except CascacheError as exc:
-            call_hook(self.hooks.cleanup_error, "get_many_or_load", join_keys(wanted), exc)
+            call_hook(self.hooks.cleanup_error, "get_many_or_load", keys_text(wanted), exc)
             found, missing = {}, wanted
         if not missing:
             return found
@@ -145,7 +149,7 @@ class Core(SingleCore[V]):
         try:
             versions = yield from self.snapshot_versions(missing)
         except CascacheError as exc:
-            call_hook(self.hooks.cleanup_error, "get_many_or_load", join_keys(missing), exc)
+            call_hook(self.hooks.cleanup_error, "get_many_or_load", keys_text(missing), exc)
         loaded = yield from perform(
             Effect("source", "load_many", tuple(missing), lambda: dict(loader(list(missing))))
         )
@@ -158,7 +162,7 @@ class Core(SingleCore[V]):
             try:
                 yield from self.set_if_versions(items, ttl)
             except CascacheError as exc:
-                call_hook(self.hooks.cleanup_error, "get_many_or_load", join_keys(missing), exc)
+                call_hook(self.hooks.cleanup_error, "get_many_or_load", keys_text(missing), exc)
         found.update((key, loaded[key]) for key in missing if key in loaded)
         return found
 
@@ -186,7 +190,7 @@ class Core(SingleCore[V]):
                     self.values("get", [name], lambda: self.provider.get(name))
                 )
         except Exception as exc:
-            raise OpError("get_many", join_keys(wanted), exc) from exc
+            raise OpError("get_many", wanted, exc) from exc
         if blob is None:
             return {}
         try:
@@ -201,7 +205,7 @@ class Core(SingleCore[V]):
             try:
                 got = yield from self.current_many([cks[m.key] for m in members])
             except Exception as exc:
-                call_hook(self.hooks.version_snapshot_error, "get_many", join_keys(wanted), exc)
+                call_hook(self.hooks.version_snapshot_error, "get_many", keys_text(wanted), exc)
                 return {}
             fences = {m.key: fence for m, fence in zip(members, got, strict=True)}
         served: dict[str, V] = {}
@@ -236,7 +240,7 @@ class Core(SingleCore[V]):
         try:
             yield from perform(self.values("delete", [name], lambda: self.provider.delete(name)))
         except Exception as exc:
-            call_hook(self.hooks.cleanup_error, "get_many", join_keys(wanted), exc)
+            call_hook(self.hooks.cleanup_error, "get_many", keys_text(wanted), exc)
         call_hook(self.hooks.batch_rejected, list(wanted), reason)
 
     def seed_after_read(self, fresh: Sequence[tuple[CacheKey, Member]]) -> Step[None]:

@@ -31,21 +31,18 @@ class CAS(Generic[V]):
     def __init__(self, core: Core[V]) -> None:
         self.core = core
         """The protocol core; drive its steps yourself to interleave operations (tests)."""
-        self._closed = False
 
     def enabled(self) -> bool:
         """``False`` when built with ``disabled=True`` (every read misses, writes are no-ops)."""
         return not self.core.disabled
 
     def close(self) -> None:
-        """Close the value store and the version store. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self.core.provider.close()
-        finally:
-            self.core.gens.close()
+        """Close the value store and the version store. Idempotent.
+
+        Every later operation raises ``ClosedError``, on every topology (a Redis client
+        the cache does not own stays open for its owner).
+        """
+        self.core.close()
 
     def __enter__(self) -> CAS[V]:
         return self
@@ -83,7 +80,7 @@ class CAS(Generic[V]):
         if the value cannot be encoded or the value store fails.
         """
         return drive(
-            self.core.set_if_version(key, value, version, self.core.ttl("set_if_version", ttl))
+            self.core.set_if_version(key, value, version, self.core.ttl("set_if_version", ttl, key))
         )
 
     def invalidate(self, key: str) -> None:
@@ -95,7 +92,7 @@ class CAS(Generic[V]):
 
     def get_or_load(self, key: str, loader: Callable[[], V], ttl: TTL | None = None) -> V:
         """The cached value, or ``loader()`` stored under the version taken before it ran."""
-        return drive(self.core.get_or_load(key, loader, self.core.ttl("get_or_load", ttl)))
+        return drive(self.core.get_or_load(key, loader, self.core.ttl("get_or_load", ttl, key)))
 
     def get_many(self, keys: Iterable[str]) -> tuple[dict[str, V], list[str]]:
         """``(values, missing)``: the servable values, and the keys that missed, in order."""

@@ -42,11 +42,13 @@ from cascache.codec import Codec
 from cascache.effects import Effect, Step, perform
 from cascache.errors import (
     CascacheError,
+    ClosedError,
     CodecError,
     InvalidateError,
     OpError,
     ReplyError,
     WireError,
+    describe_keys,
 )
 from cascache.fence import Version, new_fence
 from cascache.genstore import GenStore, LocalGenStore
@@ -101,6 +103,23 @@ class SingleCore(Generic[V]):
         self.disabled = options.disabled
         self.default_ttl = ttl_seconds("Options.default_ttl", options.default_ttl)
         self.cost: Callable[[bytes], int] = options.compute_set_cost or len
+        self.closed = False
+
+    def close(self) -> None:
+        """Refuse every later operation, then close the value store and the version store.
+        Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.provider.close()
+        finally:
+            self.gens.close()
+
+    def check_open(self, op: str, key: str | Sequence[str]) -> None:
+        """Raise ``ClosedError`` naming ``op`` and ``key`` once the cache is closed."""
+        if self.closed:
+            raise ClosedError(op, key)
 
     # -- effects: one atomic interaction with one store each ---------------------------
 
@@ -122,6 +141,7 @@ class SingleCore(Generic[V]):
     def get(self, key: str) -> Step[Hit[V] | None]:
         """The cached value of ``key`` if its stamp is the current fence, else ``None``."""
         key = canonical_key("get", key)
+        self.check_open("get", key)
         if self.disabled:
             return None
         ck = self.keys.single(key)
@@ -133,6 +153,7 @@ class SingleCore(Generic[V]):
     def snapshot_version(self, key: str) -> Step[Version]:
         """The key's current fence, created if missing; take it *before* loading the source."""
         key = canonical_key("snapshot_version", key)
+        self.check_open("snapshot_version", key)
         if self.disabled:
             # Nothing will be stored, so do no I/O; a fresh fence matches nothing.
             return new_fence()
@@ -155,6 +176,7 @@ class SingleCore(Generic[V]):
         ``ttl`` is already normalised to seconds (``None``: the default TTL).
         """
         key = canonical_key("set_if_version", key)
+        self.check_open("set_if_version", key)
         check_version("set_if_version", key, version)
         if self.disabled:
             return WriteResult(WriteOutcome.DISABLED)
@@ -169,6 +191,7 @@ class SingleCore(Generic[V]):
         Runs even on a disabled cache: other nodes sharing the version store rely on it.
         """
         key = canonical_key("invalidate", key)
+        self.check_open("invalidate", key)
         ck = self.keys.single(key)
         if self.invalidator is not None:
             invalidator = self.invalidator
@@ -208,6 +231,7 @@ class SingleCore(Generic[V]):
         from ``loader`` and the failure is reported to ``hooks.cleanup_error``.
         """
         key = canonical_key("get_or_load", key)
+        self.check_open("get_or_load", key)
         try:
             hit = yield from self.get(key)
         except CascacheError as exc:
@@ -271,7 +295,7 @@ class SingleCore(Generic[V]):
                     )
                 )
             except Exception as exc:
-                raise OpError(op, join_keys(ck.key for ck in cks), exc) from exc
+                raise OpError(op, [ck.key for ck in cks], exc) from exc
         else:
             pairs = yield from self.read_frames_then_fences(op, cks)
         found: dict[str, V] = {}
@@ -308,7 +332,7 @@ class SingleCore(Generic[V]):
                     self.values("get_many", names, lambda: [provider.get(n) for n in names])
                 )
         except Exception as exc:
-            raise OpError(op, join_keys(ck.key for ck in cks), exc) from exc
+            raise OpError(op, [ck.key for ck in cks], exc) from exc
         present = [ck for ck, frame in zip(cks, frames, strict=True) if frame is not None]
         if not present:
             return [(None, None)] * len(cks)
@@ -316,7 +340,7 @@ class SingleCore(Generic[V]):
             fences = yield from self.current_many(present)
         except Exception as exc:
             call_hook(
-                self.hooks.version_snapshot_error, op, join_keys(ck.key for ck in present), exc
+                self.hooks.version_snapshot_error, op, keys_text(ck.key for ck in present), exc
             )
             return [(None, None)] * len(cks)
         by_key = dict(zip((ck.key for ck in present), fences, strict=True))
@@ -416,7 +440,7 @@ class SingleCore(Generic[V]):
                     self.values("delete_many", names, lambda: delete_each(provider, names))
                 )
         except Exception as exc:
-            call_hook(self.hooks.cleanup_error, op, join_keys(ck.key for ck, _ in dropped), exc)
+            call_hook(self.hooks.cleanup_error, op, keys_text(ck.key for ck, _ in dropped), exc)
         for ck, reason in dropped:
             call_hook(self.hooks.self_healed, op, ck.key, reason)
 
@@ -452,13 +476,14 @@ class SingleCore(Generic[V]):
     def store(
         self,
         op: str,
-        key: str,
+        key: str | Sequence[str],
         storage_key: str,
         frame: bytes,
         ttl: float | None,
         batch: bool = False,
     ) -> Step[WriteOutcome]:
-        """An unconditional value-store write of an already stamped frame."""
+        """An unconditional value-store write of an already stamped frame (``key``: the
+        logical key, or a batch entry's member keys)."""
         try:
             cost = self.cost(frame)
             stored = yield from perform(
@@ -469,7 +494,8 @@ class SingleCore(Generic[V]):
         except Exception as exc:
             raise OpError(op, key, exc) from exc
         if not stored:
-            call_hook(self.hooks.provider_set_rejected, key, batch)
+            text = key if isinstance(key, str) else keys_text(key)
+            call_hook(self.hooks.provider_set_rejected, text, batch)
             return WriteOutcome.PROVIDER_REJECTED
         return WriteOutcome.STORED
 
@@ -480,9 +506,11 @@ class SingleCore(Generic[V]):
         except Exception as exc:
             raise OpError(op, key, exc) from exc
 
-    def ttl(self, op: str, ttl: TTL | None) -> float | None:
-        """Normalise a per-call TTL (seconds or ``timedelta``); ``None`` means the default."""
-        return ttl_seconds(f"{op} ttl", ttl)
+    def ttl(self, op: str, ttl: TTL | None, key: object = None) -> float | None:
+        """Normalise a per-call TTL (seconds or ``timedelta``); ``None`` means the default.
+        A bad one raises ``ConfigError`` naming ``op`` and, for a single-key call, ``key``."""
+        call = f"{op}({describe_keys([key])})" if isinstance(key, str) else op
+        return ttl_seconds(f"cascache {call} ttl", ttl)
 
 
 def counted(store_op: str, asked: Sized, reply: L) -> L:
@@ -510,6 +538,7 @@ def check_version(op: str, key: str, version: object) -> Version:
     return version
 
 
-def join_keys(keys: Iterable[str]) -> str:
-    """The keys of a batch operation as one string for error messages."""
-    return ",".join(keys)
+def keys_text(keys: Iterable[str]) -> str:
+    """The keys of a batch operation as the bounded text hooks receive (the same text an
+    ``OpError`` for them carries as ``key``)."""
+    return describe_keys(tuple(keys))

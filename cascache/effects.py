@@ -51,6 +51,23 @@ def perform(effect: Effect[R]) -> Generator[Effect[object], object, R]:
     return cast(R, result)
 
 
+class _Stopped(Exception):
+    """Carries a ``StopIteration`` that an effect raised (a loader, say) through the
+    protocol's generators, where PEP 479 would turn it into ``RuntimeError``."""
+
+    def __init__(self, stop: StopIteration) -> None:
+        super().__init__(stop)
+        self.stop = stop
+
+
+def _carried(exc: Exception) -> Exception:
+    return _Stopped(exc) if isinstance(exc, StopIteration) else exc
+
+
+def _uncarried(exc: BaseException) -> BaseException:
+    return exc.stop if isinstance(exc, _Stopped) else exc
+
+
 def drive(step: Step[T]) -> T:
     """Run a protocol operation to completion, performing every effect immediately."""
     try:
@@ -59,11 +76,14 @@ def drive(step: Step[T]) -> T:
             try:
                 result = effect.run()
             except Exception as exc:
-                effect = step.throw(exc)
+                effect = step.throw(_carried(exc))
             else:
                 effect = step.send(result)
     except StopIteration as stop:
         return cast(T, stop.value)
+    except _Stopped as carried:
+        # The effect's own exception, as the caller would have seen it without us.
+        raise carried.stop from None
 
 
 class Process(Generic[T]):
@@ -105,8 +125,8 @@ class Process(Generic[T]):
             try:
                 result = effect.run()
             except Exception as exc:
-                raised: BaseException = exc
-                self._advance(lambda: self._step.throw(raised))
+                raised = exc
+                self._advance(lambda: self._step.throw(_carried(raised)))
                 return raised
             self._advance(lambda: self._step.send(result))
             return result
@@ -128,4 +148,4 @@ class Process(Generic[T]):
         except Exception as exc:
             self.pending = None
             self.done = True
-            self.error = exc
+            self.error = _uncarried(exc)

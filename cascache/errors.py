@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class CascacheError(Exception):
     """Base class of every error cascache raises on purpose."""
@@ -41,16 +43,36 @@ class OpError(CascacheError):
 
     Attributes:
         op: the public operation that failed, for example ``"get"``.
-        key: the logical key (for batch operations, the keys joined by ``","``).
+        keys: every logical key the operation was asked for, in order.
+        key: the logical key; for a batch operation, a bounded text naming the first keys
+            and how many more there are (:func:`describe_keys`), the same text as in the
+            message.
         cause: the underlying exception (also chained as ``__cause__``).
     """
 
-    def __init__(self, op: str, key: str, cause: BaseException) -> None:
-        super().__init__(f"cascache {op}({key!r}) failed: {cause!r}")
+    def __init__(self, op: str, key: str | Sequence[str], cause: BaseException) -> None:
         self.op = op
-        self.key = key
+        self.keys: tuple[str, ...] = (key,) if isinstance(key, str) else tuple(key)
+        self.key = key if isinstance(key, str) else describe_keys(self.keys)
         self.cause = cause
         self.__cause__ = cause
+        super().__init__(f"cascache {op}({_named(key)}) failed: {describe_error(cause)}")
+
+
+class ClosedError(CascacheError):
+    """An operation was called on a cache after ``close()``.
+
+    Attributes:
+        op: the operation that was refused.
+        keys: the logical keys it was given (none for ``close``-time checks of no key).
+        key: the logical key, or for a batch a bounded text as in :class:`OpError`.
+    """
+
+    def __init__(self, op: str, key: str | Sequence[str]) -> None:
+        self.op = op
+        self.keys: tuple[str, ...] = (key,) if isinstance(key, str) else tuple(key)
+        self.key = key if isinstance(key, str) else describe_keys(self.keys)
+        super().__init__(f"cascache {op}({_named(key)}): the cache is closed")
 
 
 class InvalidateError(CascacheError):
@@ -59,6 +81,12 @@ class InvalidateError(CascacheError):
     The caller must treat the invalidation as not done (retry it). ``delete_error`` is set
     when the value delete failed too; a delete failure alone is not an error because the
     advanced version already makes the old entry unservable.
+
+    Attributes:
+        op: ``"invalidate"``.
+        key: the logical key; ``keys`` is ``(key,)``.
+        cause: the advance failure (also ``advance_error`` and ``__cause__``).
+        delete_error: the delete failure, or ``None``.
     """
 
     def __init__(
@@ -67,12 +95,49 @@ class InvalidateError(CascacheError):
         advance_error: BaseException,
         delete_error: BaseException | None = None,
     ) -> None:
-        detail = f"advance failed: {advance_error!r}"
+        detail = f"advance failed: {describe_error(advance_error)}"
         if delete_error is not None:
-            detail += f"; delete failed: {delete_error!r}"
-        super().__init__(f"cascache invalidate({key!r}) failed: {detail}")
+            detail += f"; delete failed: {describe_error(delete_error)}"
+        super().__init__(f"cascache invalidate({_named(key)}) failed: {detail}")
         self.op = "invalidate"
         self.key = key
+        self.keys: tuple[str, ...] = (key,)
+        self.cause = advance_error
         self.advance_error = advance_error
         self.delete_error = delete_error
         self.__cause__ = advance_error
+
+
+SHOWN_KEYS = 3
+"""How many keys of a batch an error message or a hook event names before "and N more"."""
+SHOWN_CHARS = 60
+"""How many characters of one key's ``repr`` a message shows (keys can be kilobytes)."""
+
+
+def describe_keys(keys: Sequence[str]) -> str:
+    """A bounded, unambiguous text for the keys of a batch operation: the ``repr`` of the
+    first :data:`SHOWN_KEYS` (each cut to :data:`SHOWN_CHARS`) and how many more there
+    are, for example ``'a', 'b,c', 'd' and 97 more``. Quoting keeps a comma inside a key
+    apart from the commas between keys."""
+    shown = ", ".join(_quoted(key) for key in keys[:SHOWN_KEYS])
+    more = len(keys) - SHOWN_KEYS
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+def describe_error(error: BaseException) -> str:
+    """``Type: message`` of an exception, with its message as the library wrote it.
+
+    ``repr`` is not used: some exceptions (redis-py's connection errors) build their text
+    in ``__str__`` and show none of it in ``repr``.
+    """
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _quoted(key: str) -> str:
+    text = repr(key)
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 4] + "...'"
+
+
+def _named(key: str | Sequence[str]) -> str:
+    return _quoted(key) if isinstance(key, str) else describe_keys(tuple(key))

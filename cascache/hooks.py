@@ -17,6 +17,9 @@ class Hooks:
 
     Hooks run inline on the calling thread. An exception raised by a hook is swallowed
     (and logged on the ``cascache`` logger) so observability can never break a read.
+
+    ``key`` is the logical key; for an event of a batch operation it is a bounded text
+    naming the first keys and how many more there are (``errors.describe_keys``).
     """
 
     def self_healed(self, op: str, key: str, reason: str) -> None:

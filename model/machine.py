@@ -215,6 +215,7 @@ INJECTIONS = {
     "foreign": "corrupt",
     "writeback": "writeback",
     "lose_version": "lose_version",
+    "garble_version": "lose_version",
     "lose_all_versions": "lose_version",
     "outage": "outage",
     "tick": "clock",
@@ -226,6 +227,8 @@ aheads = st.integers(0, 3)
 """How many effects a new process runs at once (shortens the rule sequence a race needs)."""
 key_sets = st.tuples(WIDE, WIDE)
 """(size, order): folded into an ordered subset of at least two of the keys in play."""
+GARBLES = ("7 bytes", "an empty string", "a list", "a hash")
+"""What a ``garble_version`` fault leaves at a version key: anything but a fence."""
 REMEMBERED = 6
 """Frames remembered per storage slot, for the ``writeback`` and ``corrupt`` faults."""
 FOREIGN = b'{"not": "a row"}'
@@ -931,9 +934,14 @@ class CacheModel(RuleBasedStateMachine):
             if pool:
                 name, frame = pool[key % len(pool)]
                 self._plant("writeback", store, name, frame, "an older frame is written back to")
-        elif kind == "lose_version":
-            if self._fault("lose_version", f"version of {which} lost"):
-                self.topo.lose_version(ck.version)
+        elif kind in ("lose_version", "garble_version"):
+            how = GARBLES[(pos + key) % len(GARBLES)]
+            text = "lost" if kind == "lose_version" else f"overwritten with {how}"
+            if self._fault("lose_version", f"version of {which} {text}"):
+                if kind == "lose_version":
+                    self.topo.lose_version(ck.version)
+                else:
+                    self.topo.garble_version(ck.version, how)
                 # Every entry of the key is now unservable: a read should meet one.
                 held = [
                     name

@@ -71,7 +71,8 @@ FAULT_HELP: dict[str, str] = {
     "writeback": "an older frame of a key is written back into a value store (a slow "
     "writer, a lagging value replica), or one a slow filler could still land",
     "outage": "the version store fails every effect for several rules",
-    "lose_version": "one key's version, or every version, is lost (eviction, restart, FLUSHALL)",
+    "lose_version": "one key's version, or every version, is lost (eviction, restart, FLUSHALL) "
+    "or overwritten with something that is not a fence",
     "clock": "time jumps forward, so entries expire (in-process stores only)",
     "failover": "the replica syncs, or is promoted (failover topologies only)",
 }

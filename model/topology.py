@@ -149,6 +149,12 @@ class Topology(ABC):
     def lose_version(self, version_key: str) -> None:
         """Drop one key's version state everywhere it lives."""
 
+    def garble_version(self, version_key: str, how: str) -> None:
+        """Leave something that is not a fence at one key's version key (``how``: one of
+        ``machine.GARBLES``). An in-process version store holds only fences, so there it
+        is a loss."""
+        self.lose_version(version_key)
+
     @abstractmethod
     def lose_all_versions(self) -> None:
         """Drop every key's version state (restart without persistence, FLUSHALL)."""
@@ -270,7 +276,8 @@ class _OnRedis(Topology):
         super().__init__(nodes, core)
 
     def fence(self, node: int, version_key: str) -> Version | None:
-        raw = self.client.get(version_key)
+        # MGET: a version key of another type (garble_version) reads as absent.
+        [raw] = self.client.mget([version_key])
         if not isinstance(raw, bytes) or len(raw) != FENCE_SIZE:
             return None
         return Version.from_bytes(raw)
@@ -284,6 +291,15 @@ class _OnRedis(Topology):
 
     def lose_version(self, version_key: str) -> None:
         self.client.delete(version_key)
+
+    def garble_version(self, version_key: str, how: str) -> None:
+        self.client.delete(version_key)
+        if how == "a list":
+            self.client.rpush(version_key, b"x")
+        elif how == "a hash":
+            self.client.hset(version_key, "f", "v")
+        else:
+            self.client.set(version_key, b"7 bytes" if how == "7 bytes" else b"")
 
     def _ours(self, kind: str | None = None) -> list[str]:
         """This example's storage names of ``kind`` (``None``: all), in both namespaces;
@@ -453,7 +469,8 @@ class RedisFailover(AllInRedis):
         for name in names:
             pipe.get(name)
             pipe.pttl(name)
-        replies = pipe.execute()
+        # A key of another type (garble_version) fails its GET: it is not replicated here.
+        replies = pipe.execute(raise_on_error=False)
         state = {
             name: (data, ttl)
             for name, data, ttl in zip(names, replies[::2], replies[1::2], strict=True)

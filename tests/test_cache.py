@@ -433,9 +433,9 @@ def test_nonsense_ttl_is_rejected_naming_the_operation(topology: Topology) -> No
 
     for bad in BAD_TTLS:
         version = cache.snapshot_version("k")
-        with pytest.raises(ConfigError, match=r"set_if_version ttl"):
+        with pytest.raises(ConfigError, match=r"^cascache set_if_version\('k'\) ttl must be"):
             cache.set_if_version("k", 1, version, bad)  # type: ignore[arg-type]
-        with pytest.raises(ConfigError, match=r"get_or_load ttl"):
+        with pytest.raises(ConfigError, match=r"^cascache get_or_load\('k'\) ttl must be"):
             cache.get_or_load("k", load, bad)  # type: ignore[arg-type]
         items = [VersionedValue("k", 1, version)]
         with pytest.raises(ConfigError, match=r"set_if_versions ttl"):
@@ -1120,7 +1120,7 @@ def test_provider_get_failure_is_op_error(topology: Topology) -> None:
     with pytest.raises(OpError) as batch_info:
         cache.get_many(["a", "b"])  # the batch entry read
     assert batch_info.value.op == "get_many"
-    assert batch_info.value.key == "a,b"
+    assert batch_info.value.key == "'a', 'b'" and batch_info.value.keys == ("a", "b")
     provider.failing = {"get_many"}
     with pytest.raises(OpError) as many_info:
         cache.get_many(["a"])
@@ -1149,7 +1149,7 @@ def test_provider_rejecting_a_write(topology: Topology) -> None:
     versions = cache.snapshot_versions(["a", "b"])
     items = [VersionedValue(k, "y" * 20, versions[k]) for k in ("a", "b")]
     assert cache.set_if_versions(items).outcome is WriteOutcome.PROVIDER_REJECTED
-    assert hooks.of("provider_set_rejected")[-1] == ("a,b", True)
+    assert hooks.of("provider_set_rejected")[-1] == (AB, True)
 
 
 @pytest.mark.parametrize("topology", GENERIC, indirect=True)
@@ -1223,8 +1223,8 @@ def test_version_read_failure_on_get_is_a_miss(topology: Topology) -> None:
     assert isinstance(error, Boom)
     assert cache.get_many(["a", "b"]) == ({}, ["a", "b"])
     assert [(op, key) for op, key, _ in hooks.of("version_snapshot_error")[1:]] == [
-        ("get_many", "a,b"),
-        ("get_many", "a,b"),
+        ("get_many", AB),
+        ("get_many", AB),
     ]
     # Failing closed does not destroy anything: once the store is back, the entries serve.
     assert stored_bytes(cache, "k") is not None
@@ -1264,7 +1264,7 @@ def test_snapshot_failure_is_op_error(topology: Topology) -> None:
     assert (info.value.op, info.value.key) == ("snapshot_version", "k")
     with pytest.raises(OpError) as many:
         cache.snapshot_versions(["a", "b"])
-    assert (many.value.op, many.value.key) == ("snapshot_versions", "a,b")
+    assert (many.value.op, many.value.key) == ("snapshot_versions", AB)
     assert len(hooks.of("version_snapshot_error")) == 2
 
 
@@ -1331,13 +1331,43 @@ def test_close_is_idempotent_and_a_context_manager(topology: Topology) -> None:
         assert topology.redis.get("alive") is None  # the cache does not own the client
 
 
-@pytest.mark.parametrize("topology", ["local"], indirect=True)
-def test_closed_local_cache_raises_op_error(topology: Topology) -> None:
+def test_every_operation_on_a_closed_cache_raises_closed_error(topology: Topology) -> None:
     cache = topology()
+    version = cache.snapshot_version("k")
+    fill(cache, "k", 1)
     cache.close()
-    with pytest.raises(OpError) as info:
-        cache.get("k")
-    assert isinstance(info.value.cause, RuntimeError)
+    loads: list[str] = []
+
+    def load() -> int:
+        loads.append("k")
+        return 2
+
+    calls: list[tuple[str, tuple[str, ...], Callable[[], object]]] = [
+        ("get", ("k",), lambda: cache.get("k")),
+        ("snapshot_version", ("k",), lambda: cache.snapshot_version("k")),
+        ("set_if_version", ("k",), lambda: cache.set_if_version("k", 3, version)),
+        ("invalidate", ("k",), lambda: cache.invalidate("k")),
+        ("get_or_load", ("k",), lambda: cache.get_or_load("k", load)),
+        ("get_many", ("k", "j"), lambda: cache.get_many(["k", "j"])),
+        ("snapshot_versions", ("k", "j"), lambda: cache.snapshot_versions(["k", "j"])),
+        (
+            "set_if_versions",
+            ("k",),
+            lambda: cache.set_if_versions([VersionedValue("k", 3, version)]),
+        ),
+        (
+            "get_many_or_load",
+            ("k", "j"),
+            lambda: cache.get_many_or_load(["k", "j"], lambda keys: dict.fromkeys(keys, 2)),
+        ),
+    ]
+    for op, keys, call in calls:
+        with pytest.raises(cascache.ClosedError) as info:
+            call()
+        assert (info.value.op, info.value.keys) == (op, keys)
+        assert str(info.value).endswith(": the cache is closed")
+    assert loads == []
+    cache.close()  # idempotent
 
 
 @pytest.mark.parametrize("key", [1, None, b"k", ("k",)])
@@ -1544,7 +1574,7 @@ def test_round_trips_get_many(topology: Topology) -> None:
     if _is_cluster(topology):
         assert 2 <= log.round_trips <= 1 + fan_out
     else:
-        assert log.trips == [["GET", "MGET"]]
+        assert log.trips == [["MGET", "MGET"]]
     # A stale member: the batch entry is dropped and the fallback is batched, not 32 reads.
     cache.invalidate(keys[5])
     with count_round_trips() as log:
@@ -1555,7 +1585,7 @@ def test_round_trips_get_many(topology: Topology) -> None:
         assert log.round_trips <= 2 + 2 * fan_out
     else:
         assert log.round_trips <= 3
-        assert log.trips == [["GET", "MGET"], ["DEL"], ["MGET"]]
+        assert log.trips == [["MGET", "MGET"], ["DEL"], ["MGET"]]
     # Batch entry gone, singles seeded: fallback reads stay batched.
     with count_round_trips() as log:
         assert cache.get_many(keys) == (found, [keys[5]])
@@ -1600,10 +1630,10 @@ def test_round_trips_shared_versions(topology: Topology) -> None:
     assert log.round_trips == 0
     with count_round_trips() as log:
         assert cache.set_if_version("k", 1, version).stored
-    assert log.trips == [["GET"]]
+    assert log.trips == [["MGET"]]
     with count_round_trips() as log:
         assert cache.get("k") == Hit(1)
-    assert log.trips == [["GET"]]
+    assert log.trips == [["MGET"]]
     with count_round_trips() as log:
         cache.invalidate("k")
     assert log.trips == [["SET"]]
@@ -1713,8 +1743,14 @@ def _reporting(**options: Any) -> tuple[CAS[Any], FaultyProvider, FaultyGenStore
     return cache, provider, gens, hooks
 
 
+AB = "'a', 'b'"
+"""The text naming the keys ``a`` and ``b`` of a batch operation (``errors.describe_keys``)."""
+
+
 def _op_error(error: Any, op: str, key: str) -> bool:
-    return isinstance(error, OpError) and error.op == op and error.key == key
+    """``error`` is an ``OpError`` of ``op`` for ``key`` (``AB``: the batch of a and b)."""
+    keys = ("a", "b") if key == AB else (key,)
+    return isinstance(error, OpError) and error.op == op and error.key == key and error.keys == keys
 
 
 def test_report_snapshot_version_failure() -> None:
@@ -1758,7 +1794,7 @@ def test_report_get_many_or_load_read_failure() -> None:
         "b": 1,
     }
     [(op, key, error)] = hooks.of("cleanup_error")
-    assert (op, key) == ("get_many_or_load", "a,b") and _op_error(error, "get_many", "a,b")
+    assert (op, key) == ("get_many_or_load", AB) and _op_error(error, "get_many", AB)
 
 
 def test_report_get_many_or_load_snapshot_failure() -> None:
@@ -1769,9 +1805,9 @@ def test_report_get_many_or_load_snapshot_failure() -> None:
         "b": 1,
     }
     [(op, key, boom)] = hooks.of("version_snapshot_error")
-    assert (op, key) == ("snapshot_versions", "a,b") and isinstance(boom, Boom)
+    assert (op, key) == ("snapshot_versions", AB) and isinstance(boom, Boom)
     [(op, key, error)] = hooks.of("cleanup_error")
-    assert (op, key) == ("get_many_or_load", "a,b") and _op_error(error, "snapshot_versions", "a,b")
+    assert (op, key) == ("get_many_or_load", AB) and _op_error(error, "snapshot_versions", AB)
     assert cache.get_many(["a", "b"]) == ({}, ["a", "b"])  # nothing stored without versions
 
 
@@ -1782,7 +1818,7 @@ def test_report_set_if_versions_check_failure() -> None:
     result = cache.set_if_versions([VersionedValue(k, 1, versions[k]) for k in "ab"])
     assert result.outcome is WriteOutcome.SNAPSHOT_ERROR
     [(op, key, boom)] = hooks.of("version_snapshot_error")
-    assert (op, key) == ("set_if_versions", "a,b") and isinstance(boom, Boom)
+    assert (op, key) == ("set_if_versions", AB) and isinstance(boom, Boom)
 
 
 def test_report_batch_fence_read_failure() -> None:
@@ -1791,7 +1827,7 @@ def test_report_batch_fence_read_failure() -> None:
     gens.failing = {"current_many"}
     assert cache.get_many(["a", "b"]) == ({}, ["a", "b"])
     [(op, key, boom)] = hooks.of("version_snapshot_error")
-    assert (op, key) == ("get_many", "a,b") and isinstance(boom, Boom)
+    assert (op, key) == ("get_many", AB) and isinstance(boom, Boom)
 
 
 def test_report_single_fence_read_failure() -> None:
@@ -1801,7 +1837,7 @@ def test_report_single_fence_read_failure() -> None:
     gens.failing = {"current_many"}
     assert cache.get_many(["a", "b"]) == ({}, ["a", "b"])
     [(op, key, boom)] = hooks.of("version_snapshot_error")
-    assert (op, key) == ("get_many", "a,b") and isinstance(boom, Boom)
+    assert (op, key) == ("get_many", AB) and isinstance(boom, Boom)
 
 
 def test_report_batch_drop_failure() -> None:
@@ -1811,7 +1847,7 @@ def test_report_batch_drop_failure() -> None:
     provider.failing = {"delete"}
     assert cache.get_many(["a", "b"]) == ({"b": 2}, ["a"])  # the fresh member is served
     [(op, key, boom)] = hooks.of("cleanup_error")
-    assert (op, key) == ("get_many", "a,b") and isinstance(boom, Boom)
+    assert (op, key) == ("get_many", AB) and isinstance(boom, Boom)
     assert hooks.of("batch_rejected") == [(["a", "b"], "members not servable: a (stale version)")]
 
 
@@ -1905,7 +1941,7 @@ def test_report_get_many_or_load_store_failure() -> None:
         "b": 1,
     }
     [(op, key, error)] = hooks.of("cleanup_error")
-    assert (op, key) == ("get_many_or_load", "a,b") and _op_error(error, "set_if_versions", "a,b")
+    assert (op, key) == ("get_many_or_load", AB) and _op_error(error, "set_if_versions", AB)
 
 
 def test_report_write_seed_failure() -> None:
@@ -1938,7 +1974,7 @@ def test_report_many_drop_failure() -> None:
     provider.failing = {"delete"}
     assert cache.get_many(["a", "b"]) == ({}, ["a", "b"])
     [(op, key, boom)] = hooks.of("cleanup_error")
-    assert (op, key) == ("get_many", "a,b") and isinstance(boom, Boom)
+    assert (op, key) == ("get_many", AB) and isinstance(boom, Boom)
     healed = hooks.of("self_healed")
     assert [(op, key) for op, key, _ in healed] == [("get_many", "a"), ("get_many", "b")]
     assert all(reason.startswith("corrupt entry: ") for _, _, reason in healed)
@@ -2035,14 +2071,14 @@ def test_short_value_reply_fails_the_read() -> None:
     provider.short = True
     with pytest.raises(OpError) as raised:
         cache.get_many(["a", "b"])
-    assert _op_error(raised.value, "get_many", "a,b")
+    assert _op_error(raised.value, "get_many", AB)
     assert _reply_error(raised.value.cause, "get_many", 2)
     assert cache.get_many_or_load(["a", "b"], lambda keys: dict.fromkeys(keys, 0)) == {
         "a": 0,
         "b": 0,
     }
     [(op, key, error)] = hooks.of("cleanup_error")
-    assert (op, key) == ("get_many_or_load", "a,b") and _op_error(error, "get_many", "a,b")
+    assert (op, key) == ("get_many_or_load", AB) and _op_error(error, "get_many", AB)
 
 
 @pytest.mark.parametrize("batch", [True, False])
@@ -2056,7 +2092,7 @@ def test_short_fence_reply_fails_closed(batch: bool) -> None:
     gens.short = {"current_many"}
     assert cache.get_many(["a", "b"]) == ({}, ["a", "b"])
     [(op, key, error)] = hooks.of("version_snapshot_error")
-    assert (op, key) == ("get_many", "a,b") and _reply_error(error, "current_many", 2)
+    assert (op, key) == ("get_many", AB) and _reply_error(error, "current_many", 2)
 
 
 def test_short_fence_reply_refuses_the_batch_write() -> None:
@@ -2066,7 +2102,7 @@ def test_short_fence_reply_refuses_the_batch_write() -> None:
     result = cache.set_if_versions([VersionedValue(k, 1, versions[k]) for k in "ab"])
     assert result.outcome is WriteOutcome.SNAPSHOT_ERROR
     [(op, key, error)] = hooks.of("version_snapshot_error")
-    assert (op, key) == ("set_if_versions", "a,b") and _reply_error(error, "current_many", 2)
+    assert (op, key) == ("set_if_versions", AB) and _reply_error(error, "current_many", 2)
 
 
 def test_short_snapshot_reply_fails_the_snapshot() -> None:
@@ -2074,7 +2110,7 @@ def test_short_snapshot_reply_fails_the_snapshot() -> None:
     gens.short = {"snapshot_many"}
     with pytest.raises(OpError) as raised:
         cache.snapshot_versions(["a", "b"])
-    assert _op_error(raised.value, "snapshot_versions", "a,b")
+    assert _op_error(raised.value, "snapshot_versions", AB)
     assert _reply_error(raised.value.cause, "snapshot_many", 2)
 
 
@@ -2105,7 +2141,7 @@ def test_short_reader_reply_fails_the_read(topology: Topology, batch: bool) -> N
     cache.core.reader = ShortReader(cache.core.reader)
     with pytest.raises(OpError) as raised:
         cache.get_many(["a", "b"])
-    assert _op_error(raised.value, "get_many", "a,b")
+    assert _op_error(raised.value, "get_many", AB)
     assert _reply_error(raised.value.cause, "read_batch" if batch else "read_many", 2)
 
 
@@ -2198,3 +2234,140 @@ def test_report_atomic_invalidate_failure(topology: Topology) -> None:
         ("version_advance_error", ("k", boom)),
         ("invalidate_outage", ("k", boom, None)),
     ]
+
+
+# -- malformed state in Redis heals -------------------------------------------------------
+
+MALFORMED_VERSIONS: dict[str, Callable[[Any, str], object]] = {
+    "empty": lambda client, name: client.set(name, b""),
+    "7 bytes": lambda client, name: client.set(name, b"7 bytes"),
+    "a list": lambda client, name: (client.delete(name), client.rpush(name, b"x")),
+    "a hash": lambda client, name: (client.delete(name), client.hset(name, "f", "v")),
+}
+
+
+@pytest.mark.parametrize("topology", REDIS + SHARED_VERSIONS, indirect=True)
+@pytest.mark.parametrize("how", list(MALFORMED_VERSIONS))
+def test_a_malformed_version_counts_as_lost_and_heals(topology: Topology, how: str) -> None:
+    cache = topology()
+    keys = [f"k{i:03d}" for i in range(100)]
+    assert cache.get_many_or_load(keys, lambda ks: dict.fromkeys(ks, "v1")) == dict.fromkeys(
+        keys, "v1"
+    )
+    bad = keys[37]
+    MALFORMED_VERSIONS[how](topology.redis, single(cache, bad).version)
+    assert cache.get(bad) is None
+    values, missing = cache.get_many(keys)
+    assert missing == [bad] and values == {k: "v1" for k in keys if k != bad}
+    # The next snapshot replaces the malformed version with a fresh fence: the key fills.
+    assert cache.get_or_load(bad, lambda: "v2") == "v2"
+    assert cache.get(bad) == Hit("v2")
+    assert isinstance(topology.redis.get(single(cache, bad).version), bytes)
+    MALFORMED_VERSIONS[how](topology.redis, single(cache, "solo").version)
+    version = cache.snapshot_version("solo")
+    assert cache.set_if_version("solo", "s", version).stored
+    assert cache.get("solo") == Hit("s")
+
+
+@pytest.mark.parametrize("topology", REDIS, indirect=True)
+def test_an_entry_of_another_type_is_a_miss_and_the_next_fill_replaces_it(
+    topology: Topology,
+) -> None:
+    cache = topology(batch_write_seed="off")
+    keys = ["a", "b", "c"]
+    fill_batch(cache, dict.fromkeys(keys, 1))
+    topology.redis.delete(cache.core.keys.batch(keys))
+    topology.redis.rpush(cache.core.keys.batch(keys), b"x")
+    topology.redis.rpush(single(cache, "a").value, b"x")
+    assert cache.get("a") is None
+    assert cache.get_many(keys) == ({}, keys)
+    assert cache.get_many_or_load(keys, lambda ks: dict.fromkeys(ks, 2)) == dict.fromkeys(keys, 2)
+    assert cache.get_many(keys) == (dict.fromkeys(keys, 2), [])
+    assert topology.redis.type(cache.core.keys.batch(keys)) == b"string"
+    assert cache.get_or_load("a", lambda: 3) == 3
+    assert cache.get("a") == Hit(3)
+
+
+# -- errors that name what failed -------------------------------------------------------------
+
+
+def test_op_error_message_keeps_the_causes_own_text() -> None:
+    cache, provider, _, _ = _reporting()
+    refused = redis.ConnectionError("Error 111 connecting to localhost:6399. Connection refused.")
+
+    def down(key: str) -> bytes | None:
+        raise refused
+
+    provider.inner.get = down  # type: ignore[method-assign]
+    with pytest.raises(OpError) as raised:
+        cache.get("k")
+    assert str(raised.value) == (
+        "cascache get('k') failed: ConnectionError: "
+        "Error 111 connecting to localhost:6399. Connection refused."
+    )
+    assert raised.value.cause is refused and raised.value.__cause__ is refused
+
+
+def test_invalidate_error_has_a_cause() -> None:
+    cache, provider, gens, _ = _reporting()
+    gens.failing = {"advance"}
+    provider.failing = {"delete"}
+    with pytest.raises(InvalidateError) as raised:
+        cache.invalidate("k")
+    error = raised.value
+    assert error.cause is error.advance_error is error.__cause__
+    assert (error.op, error.key, error.keys) == ("invalidate", "k", ("k",))
+    assert str(error) == (
+        "cascache invalidate('k') failed: advance failed: Boom: versions advance; "
+        "delete failed: Boom: provider delete"
+    )
+
+
+def test_a_batch_error_keeps_every_key_and_names_a_few() -> None:
+    cache, provider, _, _ = _reporting(disable_batch=True)
+    provider.failing = {"get_many"}
+    keys = ["a,b", "c", *(f"k{i}" for i in range(100_000))]
+    with pytest.raises(OpError) as raised:
+        cache.get_many(keys)
+    error = raised.value
+    assert error.keys == tuple(keys)
+    assert error.key == "'a,b', 'c', 'k0' and 99999 more"
+    assert str(error) == (
+        "cascache get_many('a,b', 'c', 'k0' and 99999 more) failed: Boom: provider get_many"
+    )
+
+
+def test_a_long_key_is_cut_in_messages() -> None:
+    cache, provider, _, _ = _reporting()
+    provider.failing = {"get"}
+    key = "x" * 8192
+    with pytest.raises(OpError) as raised:
+        cache.get(key)
+    assert raised.value.key == key
+    assert len(str(raised.value)) < 200 and "...'" in str(raised.value)
+
+
+@pytest.mark.parametrize("topology", GENERIC, indirect=True)
+def test_a_loader_raising_stop_iteration_reaches_the_caller_as_itself(
+    topology: Topology,
+) -> None:
+    cache = topology()
+    mine = StopIteration("the loader's own")
+
+    def load() -> int:
+        raise mine
+
+    def load_many(keys: list[str]) -> dict[str, int]:
+        raise mine
+
+    with pytest.raises(StopIteration) as single:
+        cache.get_or_load("k", load)
+    assert single.value is mine
+    with pytest.raises(StopIteration) as many:
+        cache.get_many_or_load(["a", "b"], load_many)
+    assert many.value is mine
+    process = Process(cache.core.get_or_load("k", load, None))
+    while not process.done:
+        process.step()
+    assert process.error is mine
+    assert cache.get_or_load("k", lambda: 1) == 1  # nothing was stored by the failed load

@@ -18,7 +18,6 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import get_state_machine_test
 
 from cascache.batch import Core
-from cascache.core import join_keys
 from cascache.effects import Step, perform
 from cascache.fence import Version
 from cascache.keys import CacheKey, KeySpace
@@ -230,7 +229,7 @@ class BatchNoCompare(Core[Row]):
         members = [Member(i.key, i.version, ROW_CODEC.encode(i.value)) for i in batch]
         outcome = yield from self.store(
             "set_if_versions",
-            join_keys(m.key for m in members),
+            [m.key for m in members],
             self.keys.batch(m.key for m in members),
             encode_batch(members),
             None,

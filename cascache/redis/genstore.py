@@ -76,8 +76,9 @@ class RedisGenStore(ClientUser):
         return [self._created(reply, key) for reply, key in zip(replies, keys, strict=True)]
 
     def current(self, key: str) -> Version | None:
-        """The current fence of ``key`` or ``None``; never creates one (one GET)."""
-        return parse_fence(self._client.get(key), key)
+        """The current fence of ``key`` or ``None``; never creates one (one MGET, which
+        reads a key of another type as absent where GET would fail)."""
+        return parse_fence(mget(self._client, [key])[0], key)
 
     def current_many(self, keys: Sequence[str]) -> list[Version | None]:
         """``current`` for each key, in order: one MGET (``mget_nonatomic`` on a cluster)."""

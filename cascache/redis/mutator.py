@@ -102,13 +102,14 @@ class RedisKeyMutator(ClientUser):
         and nodes, so reading them up front would cost a round trip per node even when the
         entry is missing: there only the entry is read, and the caller reads the fences.
         """
+        # MGET, not GET: a key of another type reads as absent instead of failing.
         if self._cluster:
-            return as_bytes(self._client.get(name), name), None
+            return as_bytes(mget(self._client, [name])[0], name), None
         versions = [key.version for key in keys]
         pipe = pipeline(self._client)
-        pipe.get(name)
+        pipe.mget([name])
         pipe.mget(versions)
-        blob, fences = pipe.execute()
+        (blob,), fences = pipe.execute()
         return as_bytes(blob, name), [
             parse_fence(reply, version) for reply, version in zip(fences, versions, strict=True)
         ]

@@ -39,8 +39,9 @@ class RedisProvider(ClientUser):
         super().__init__(client, "RedisProvider", close_client=close_client)
 
     def get(self, key: str) -> bytes | None:
-        """The frame under ``key`` or ``None`` (one GET)."""
-        return as_bytes(self._client.get(key), key)
+        """The frame under ``key`` or ``None`` (one MGET, which reads a key of another type
+        as absent where GET would fail; the next write replaces it)."""
+        return as_bytes(mget(self._client, [key])[0], key)
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """The frames under ``keys``, in order: one MGET (``mget_nonatomic`` on a cluster)."""

@@ -46,8 +46,8 @@ NO_TTL: Final = "0"
 """The ``ARGV`` spelling of "no expiry"."""
 
 SNAPSHOT_SOURCE: Final = """\
-local current = redis.call('GET', KEYS[1])
-if current then
+local current = redis.pcall('GET', KEYS[1])
+if type(current) == 'string' and #current == #ARGV[1] then
   return current
 end
 if ARGV[2] ~= '0' then
@@ -59,11 +59,13 @@ return ARGV[1]
 """
 """KEYS: version key. ARGV: fresh fence, version TTL in ms. Returns the current fence.
 
-GET-or-create in one step, so a filler always holds a concrete fence (DESIGN §3.3).
+GET-or-create in one step, so a filler always holds a concrete fence (DESIGN §3.3). A
+version key that holds anything but a fence (other bytes, or another type, which makes
+``GET`` fail: hence ``pcall``) counts as lost and is replaced, so it heals here.
 """
 
 WRITE_IF_VERSION_SOURCE: Final = """\
-local current = redis.call('GET', KEYS[2])
+local current = redis.pcall('GET', KEYS[2])
 if current ~= ARGV[1] then
   return 0
 end
@@ -79,8 +81,9 @@ return 1
 """
 """KEYS: value key, version key. ARGV: expected fence, frame, entry TTL ms, version TTL ms.
 
-Returns 1 if stored, 0 if the fence differed. A missing version key reads as ``false``,
-which never equals the expected fence, so a write can never create a fence.
+Returns 1 if stored, 0 if the fence differed. A missing version key reads as ``false``, and
+one of another type as an error table (``pcall``); neither equals the expected fence, so a
+write can never create a fence and never fails on a malformed one.
 """
 
 INVALIDATE_SOURCE: Final = """\
@@ -287,16 +290,14 @@ def as_bytes(reply: object, key: str) -> bytes | None:
 
 
 def parse_fence(reply: object, key: str) -> Version | None:
-    """A stored fence, ``None`` if absent; raise ``WireError`` unless exactly 16 bytes.
+    """A stored fence; ``None`` if absent or not a fence.
 
-    A malformed fence fails closed: it is never treated as "missing", which would let the
-    caller create a new one over data it does not understand.
+    A version key that holds other bytes (or, read with ``MGET``, another type) counts as
+    lost: what it held can match no stamp, so entries miss, and the next snapshot replaces
+    it with a fresh fence (DESIGN §3.4: losing a fence only causes misses). Raising here
+    instead would make the key fail every read and never fill again.
     """
     raw = as_bytes(reply, key)
-    if raw is None:
+    if raw is None or len(raw) != FENCE_SIZE:
         return None
-    if len(raw) != FENCE_SIZE:
-        raise WireError(
-            f"version key {key!r} holds {len(raw)} bytes, not a {FENCE_SIZE}-byte fence"
-        )
     return Version.from_bytes(raw)

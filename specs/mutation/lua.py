@@ -35,9 +35,23 @@ MUTANTS: tuple[LuaMutant, ...] = (
     LuaMutant(
         "snapshot-always-creates",
         SNAP,
-        "if current then\n  return current\nend\n",
+        "if type(current) == 'string' and #current == #ARGV[1] then\n  return current\nend\n",
         "",
         "every snapshot installs a fresh fence (an invalidate in disguise)",
+    ),
+    LuaMutant(
+        "snapshot-keeps-malformed-fence",
+        SNAP,
+        "if type(current) == 'string' and #current == #ARGV[1] then",
+        "if current then",
+        "a version key holding other bytes is handed out as a fence and never heals",
+    ),
+    LuaMutant(
+        "snapshot-fails-on-wrong-type",
+        SNAP,
+        "local current = redis.pcall('GET', KEYS[1])",
+        "local current = redis.call('GET', KEYS[1])",
+        "a version key of another type fails every snapshot, so the key never fills again",
     ),
     LuaMutant(
         "snapshot-returns-new-fence",
@@ -101,9 +115,16 @@ MUTANTS: tuple[LuaMutant, ...] = (
     LuaMutant(
         "write-reads-value-key",
         WRITE,
-        "local current = redis.call('GET', KEYS[2])",
-        "local current = redis.call('GET', KEYS[1])",
+        "local current = redis.pcall('GET', KEYS[2])",
+        "local current = redis.pcall('GET', KEYS[1])",
         "compares against the value key instead of the version key",
+    ),
+    LuaMutant(
+        "write-fails-on-wrong-type",
+        WRITE,
+        "local current = redis.pcall('GET', KEYS[2])",
+        "local current = redis.call('GET', KEYS[2])",
+        "a version key of another type makes the write raise instead of refusing",
     ),
     LuaMutant(
         "write-stores-into-version-key",

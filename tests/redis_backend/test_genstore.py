@@ -6,6 +6,7 @@ import math
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 import fakeredis
@@ -13,7 +14,7 @@ import pytest
 import redis
 import redis.cluster
 
-from cascache.errors import ConfigError, WireError
+from cascache.errors import ConfigError
 from cascache.fence import FENCE_SIZE, Version, new_fence
 from cascache.genstore import GenStore
 from cascache.keys import KeySpace
@@ -181,34 +182,33 @@ def test_advance_creates_when_missing(any_redis: Client) -> None:
     assert store.current(key) == fence
 
 
-@pytest.mark.parametrize("raw", [b"", b"short", b"x" * (FENCE_SIZE - 1), b"y" * (FENCE_SIZE + 1)])
-def test_corrupt_fence_fails_closed(any_redis: Client, raw: bytes) -> None:
-    store = RedisGenStore(any_redis)
-    key = vkey("bad")
-    good = vkey("good")
-    any_redis.set(key, raw)
-    with pytest.raises(WireError):
-        store.current(key)
-    with pytest.raises(WireError):
-        store.current_many([good, key])
-    with pytest.raises(WireError):
-        store.snapshot(key)
-    with pytest.raises(WireError):
-        store.snapshot_many([good, key])
-    # Failing closed means never "repairing" what it does not understand.
-    assert any_redis.get(key) == raw
+MALFORMED: list[tuple[str, Callable[[Client, str], object]]] = [
+    ("empty", lambda client, key: client.set(key, b"")),
+    ("7 bytes", lambda client, key: client.set(key, b"x" * 7)),
+    ("15 bytes", lambda client, key: client.set(key, b"x" * (FENCE_SIZE - 1))),
+    ("17 bytes", lambda client, key: client.set(key, b"y" * (FENCE_SIZE + 1))),
+    ("a list", lambda client, key: client.rpush(key, b"x")),
+    ("a hash", lambda client, key: client.hset(key, "f", "v")),
+]
+"""Ways a version key can hold something that is not a fence."""
 
 
-def test_wrong_type_propagates_redis_error(any_redis: Client) -> None:
+@pytest.mark.parametrize("plant", [plant for _, plant in MALFORMED], ids=[n for n, _ in MALFORMED])
+def test_malformed_fence_counts_as_lost_and_heals(
+    any_redis: Client, plant: Callable[[Client, str], object]
+) -> None:
     store = RedisGenStore(any_redis)
-    key = vkey("list")
-    any_redis.rpush(key, b"x")
-    with pytest.raises(redis.ResponseError):
-        store.snapshot(key)
-    with pytest.raises(redis.ResponseError):
-        store.snapshot_many([vkey("ok"), key])
-    with pytest.raises(redis.ResponseError):
-        store.current(key)
+    key, other, good = vkey("bad"), vkey("bad2"), vkey("good")
+    kept = store.snapshot(good)
+    plant(any_redis, key)
+    plant(any_redis, other)
+    assert store.current(key) is None
+    assert store.current_many([good, key]) == [kept, None]
+    fresh = store.snapshot(key)
+    assert any_redis.get(key) == fresh.to_bytes()
+    assert store.snapshot(key) == fresh and store.current(key) == fresh
+    [same, healed] = store.snapshot_many([good, other])
+    assert same == kept and any_redis.get(other) == healed.to_bytes() and healed != fresh
 
 
 def test_no_version_ttl_by_default(any_redis: Client) -> None:
@@ -334,7 +334,7 @@ def test_round_trips(any_redis: Client) -> None:
     assert log.trips == [["EVALSHA"]]
     with count_round_trips() as log:
         store.current(keys[0])
-    assert log.trips == [["GET"]]
+    assert log.trips == [["MGET"]]
     with count_round_trips() as log:
         store.advance(keys[0])
     assert log.trips == [["SET"]]

@@ -10,7 +10,7 @@ import pytest
 import redis
 import redis.cluster
 
-from cascache.errors import ConfigError, WireError
+from cascache.errors import ConfigError
 from cascache.fence import Version, new_fence
 from cascache.keys import CacheKey, KeySpace
 from cascache.mutator import KeyInvalidator, KeyReader, KeyWriter
@@ -98,15 +98,25 @@ def test_read_frame_and_fence(any_redis: Client) -> None:
     assert mutator.read(key) == (b"frame", None)
 
 
-def test_read_corrupt_fence_fails_closed(any_redis: Client) -> None:
+def any_redis_is_cluster(client: Client) -> bool:
+    return isinstance(client, redis.cluster.RedisCluster)
+
+
+@pytest.mark.parametrize("bad", [b"", b"x" * 7, b"not-a-fence!!", None])
+def test_read_malformed_fence_counts_as_lost(any_redis: Client, bad: bytes | None) -> None:
     mutator = RedisKeyMutator(any_redis)
-    key = ck("a")
+    key, other = ck("a"), ck("b")
+    fence = plant(any_redis, other)
     any_redis.set(key.value, b"frame")
-    any_redis.set(key.version, b"not-a-fence")
-    with pytest.raises(WireError):
-        mutator.read(key)
-    with pytest.raises(WireError):
-        mutator.read_many([ck("b"), key])
+    if bad is None:
+        any_redis.rpush(key.version, b"x")  # another type: MGET reads it as absent
+    else:
+        any_redis.set(key.version, bad)
+    assert mutator.read(key) == (b"frame", None)
+    assert mutator.read_many([other, key])[1] == (b"frame", None)
+    assert mutator.read_many([other, key])[0][1] == fence
+    _, fences = mutator.read_batch("batch", [other, key])
+    assert fences == ([fence, None] if not any_redis_is_cluster(any_redis) else None)
 
 
 def test_read_many_in_order(any_redis: Client) -> None:
@@ -250,12 +260,13 @@ def test_write_sends_both_keys_as_keys(any_redis: Client) -> None:
     )
 
 
-def test_write_wrong_type_propagates(any_redis: Client) -> None:
+def test_write_over_a_version_of_another_type_is_a_mismatch(any_redis: Client) -> None:
     mutator = RedisKeyMutator(any_redis)
     key = ck("a")
     any_redis.rpush(key.version, b"x")
-    with pytest.raises(redis.ResponseError):
-        mutator.write_if_version(key, b"f", new_fence(), None)
+    assert not mutator.write_if_version(key, b"f", new_fence(), None)
+    assert any_redis.get(key.value) is None
+    assert any_redis.lrange(key.version, 0, -1) == [b"x"]  # only a snapshot replaces it
 
 
 # -- invalidate -------------------------------------------------------------------------
