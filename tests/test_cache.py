@@ -401,8 +401,17 @@ def test_ttl_reaches_redis(topology: Topology) -> None:
     assert 5_000 < client.pttl(single(cache, "td").value) <= 30_000
     assert 30_000 < client.pttl(single(cache, "d").value) <= 100_000
     assert 0 < client.pttl(cache.core.keys.batch(["a", "b"])) <= 50_000
-    # No version TTL unless asked for: version keys never expire by default.
-    assert client.pttl(single(cache, "s").version) == -1
+    # Version keys expire by default: after one day, or twice the longest entry TTL.
+    assert 86_000_000 < client.pttl(single(cache, "s").version) <= 86_400_000
+    long = topology(default_ttl=timedelta(days=2), batch_ttl=timedelta(days=3))
+    long.invalidate("never-read")
+    assert 5.9 * 86_400_000 < client.pttl(single(long, "never-read").version) <= 6 * 86_400_000
+    # A write with a longer entry TTL renews its version key to twice that TTL.
+    assert long.set_if_version("w", 1, long.snapshot_version("w"), timedelta(days=5)).stored
+    assert 9.9 * 86_400_000 < client.pttl(single(long, "w").version) <= 10 * 86_400_000
+    forever = topology(version_ttl=None)
+    forever.invalidate("k")
+    assert client.pttl(single(forever, "k").version) == -1
 
 
 BAD_TTLS: list[object] = [

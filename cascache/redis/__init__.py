@@ -25,11 +25,11 @@ from cascache.cache import CAS
 from cascache.codec import Codec
 from cascache.errors import ConfigError
 from cascache.hooks import Hooks
-from cascache.options import TTL, BatchReadSeed, BatchWriteSeed
+from cascache.options import TTL, BatchReadSeed, BatchWriteSeed, ttl_seconds
 from cascache.redis.genstore import RedisGenStore
 from cascache.redis.mutator import RedisKeyMutator
 from cascache.redis.provider import RedisProvider
-from cascache.redis.scripts import Client, check_client
+from cascache.redis.scripts import Client, VersionTTL, check_client, check_version_ttl
 
 V = TypeVar("V")
 
@@ -50,7 +50,7 @@ __all__ = [
 def new_gen_store(
     client: Client,
     *,
-    version_ttl: float | timedelta | None = None,
+    version_ttl: VersionTTL = "auto",
     close_client: bool = False,
 ) -> RedisGenStore:
     """A version store in Redis; see :class:`RedisGenStore` for ``version_ttl``."""
@@ -65,7 +65,7 @@ def new_provider(client: Client, *, close_client: bool = False) -> RedisProvider
 def new_key_mutator(
     client: Client,
     *,
-    version_ttl: float | timedelta | None = None,
+    version_ttl: VersionTTL = "auto",
     wait_replicas: int = 0,
     wait_timeout: float | timedelta = 1.0,
 ) -> RedisKeyMutator:
@@ -89,9 +89,12 @@ class Options(Generic[V]):
             batch_write_seed, hooks: as in :class:`cascache.Options`.
         client: a ``redis.Redis`` or ``redis.cluster.RedisCluster`` with
             ``decode_responses=False``.
-        version_ttl: optional expiry of version keys, renewed by successful writes.
-            Safe (an expired version only turns entries into misses) but it costs hit
-            rate; keep it longer than ``default_ttl``. ``None`` (default): no expiry.
+        version_ttl: expiry of version keys, renewed by successful writes (to twice the
+            entry's TTL when that is longer). Safe (an expired version only turns
+            entries into misses) and it bounds memory: without it every key ever
+            snapshotted or invalidated keeps a version key. The default, ``"auto"``, is
+            twice the longer of ``default_ttl`` and ``batch_ttl``, and at least one day.
+            ``None``: no expiry.
         close_client: the cache owns the client and closes it in ``close()``.
         wait_replicas: after each invalidate, wait until this many replicas acknowledged
             it (``WAIT``, pipelined with the script: still one round trip) and make the
@@ -105,7 +108,7 @@ class Options(Generic[V]):
     codec: Codec[V]
     default_ttl: TTL | None = None
     batch_ttl: TTL | None = None
-    version_ttl: TTL | None = None
+    version_ttl: VersionTTL = "auto"
     close_client: bool = False
     wait_replicas: int = 0
     wait_timeout: TTL = 1.0
@@ -138,9 +141,18 @@ def cache_options(options: Options[V]) -> cascache.Options[V]:
             f"cascache.redis.new takes a cascache.redis.Options, got {type(options).__name__}"
         )
     client = check_client(options.client, "cascache.redis.new")
+    entry_ttls = [
+        ttl_seconds(f"Options.{name}", ttl)
+        for name, ttl in (("default_ttl", options.default_ttl), ("batch_ttl", options.batch_ttl))
+    ]
+    version_ttl = check_version_ttl(
+        options.version_ttl,
+        "Options",
+        max((ttl for ttl in entry_ttls if ttl is not None), default=None),
+    )
     mutator = RedisKeyMutator(
         client,
-        version_ttl=options.version_ttl,
+        version_ttl=version_ttl,
         wait_replicas=options.wait_replicas,
         wait_timeout=options.wait_timeout,
     )
@@ -152,7 +164,7 @@ def cache_options(options: Options[V]) -> cascache.Options[V]:
         batch_ttl=options.batch_ttl,
         disabled=options.disabled,
         compute_set_cost=options.compute_set_cost,
-        gen_store=RedisGenStore(client, version_ttl=options.version_ttl),
+        gen_store=RedisGenStore(client, version_ttl=version_ttl),
         key_reader=mutator,
         key_writer=mutator,
         key_invalidator=mutator,

@@ -14,7 +14,6 @@ current again (DESIGN §3.4).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
 
 from cascache.errors import WireError
 from cascache.fence import Version, new_fence
@@ -22,6 +21,7 @@ from cascache.redis.scripts import (
     SNAPSHOT,
     Client,
     ClientUser,
+    VersionTTL,
     check_version_ttl,
     mget,
     parse_fence,
@@ -36,14 +36,15 @@ class RedisGenStore(ClientUser):
 
     Args:
         client: a client created with ``decode_responses=False`` (the default).
-        version_ttl: when set (seconds or a ``timedelta``), version keys expire this long
-            after they are created or advanced, and again after each successful write
-            through ``RedisKeyMutator`` (give it the same value). The default, ``None``,
-            keeps version keys forever. The trade-off: an expired fence is safe (the
-            next snapshot creates a different one, so old entries just become misses)
-            but it costs hit rate, so choose a TTL at least as long as your entries
-            live; without one, version keys of keys you never touch again stay in
-            Redis until ``maxmemory`` evicts them (use an ``allkeys-*`` policy).
+        version_ttl: version keys expire this long after they are created or advanced
+            (seconds or a ``timedelta``), and writes through ``RedisKeyMutator`` renew
+            it. The default, ``"auto"``, is one day here (``cascache.redis.new`` derives
+            it from the entry TTLs). The trade-off: an expired fence is safe (the next
+            snapshot creates a different one, so old entries just become misses) but
+            costs hit rate, so with values outside Redis ("shared-versions", where writes
+            do not renew it) choose at least twice the longest entry TTL. ``None`` keeps
+            version keys forever: every key ever snapshotted or invalidated stays in
+            Redis until ``maxmemory`` evicts it.
         close_client: close ``client`` when this store is closed. Leave it ``False``
             when the client is shared.
     """
@@ -52,7 +53,7 @@ class RedisGenStore(ClientUser):
         self,
         client: Client,
         *,
-        version_ttl: float | timedelta | None = None,
+        version_ttl: VersionTTL = "auto",
         close_client: bool = False,
     ) -> None:
         super().__init__(client, "RedisGenStore", close_client=close_client)

@@ -26,6 +26,7 @@ from cascache.redis.scripts import (
     WRITE_IF_VERSION,
     Client,
     ClientUser,
+    VersionTTL,
     as_bytes,
     check_version_ttl,
     mget,
@@ -42,16 +43,18 @@ class RedisKeyMutator(ClientUser):
     Args:
         client: a ``redis.Redis`` or ``redis.cluster.RedisCluster`` created with
             ``decode_responses=False`` (the default).
-        version_ttl: give the same value as the ``RedisGenStore`` on the same server.
-            When set, an invalidate installs its fence with this TTL and each successful
-            write renews the version key's TTL, so keys in use keep their fence.
+        version_ttl: give the same value as the ``RedisGenStore`` on the same server
+            (default ``"auto"``: one day). When set, an invalidate installs its fence with
+            this TTL and each successful write renews the version key's TTL to this, or
+            to twice the entry's TTL if that is longer, so keys in use keep their fence
+            as long as their entries live.
     """
 
     def __init__(
         self,
         client: Client,
         *,
-        version_ttl: float | timedelta | None = None,
+        version_ttl: VersionTTL = "auto",
         wait_replicas: int = 0,
         wait_timeout: float | timedelta = 1.0,
     ) -> None:
@@ -125,11 +128,18 @@ class RedisKeyMutator(ClientUser):
         reply = WRITE_IF_VERSION(
             self._client,
             (key.value, key.version),
-            (version.to_bytes(), frame, ttl_arg(ttl), self._ttl_arg),
+            (version.to_bytes(), frame, ttl_arg(ttl), self._renewal(ttl)),
         )
         if reply not in (0, 1):
             raise WireError(f"write_if_version of {key.key!r}: unexpected reply {reply!r:.60}")
         return reply == 1
+
+    def _renewal(self, ttl: float | None) -> str:
+        """The version TTL a stored write renews: ``version_ttl``, or twice the entry's
+        TTL when that is longer (so an entry never outlives its fence by design)."""
+        if self.version_ttl is None or ttl is None or 2 * ttl <= self.version_ttl:
+            return self._ttl_arg
+        return ttl_arg(2 * ttl)
 
     def invalidate(self, key: CacheKey) -> None:
         """Install a fresh fence and delete the entry, in one script run.

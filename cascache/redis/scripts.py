@@ -23,7 +23,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Final, TypeAlias
+from typing import Final, Literal, TypeAlias
 
 import redis
 import redis.cluster
@@ -44,6 +44,12 @@ Arg: TypeAlias = str | bytes | int
 
 NO_TTL: Final = "0"
 """The ``ARGV`` spelling of "no expiry"."""
+
+VersionTTL: TypeAlias = float | int | timedelta | Literal["auto"] | None
+"""A ``version_ttl`` argument: a duration, ``"auto"`` (the default) or ``None`` (forever)."""
+
+VERSION_TTL_FLOOR: Final = 24 * 3600.0
+"""The shortest TTL ``"auto"`` gives version keys: one day."""
 
 SNAPSHOT_SOURCE: Final = """\
 local current = redis.pcall('GET', KEYS[1])
@@ -277,8 +283,18 @@ def ttl_arg(seconds: float | None) -> str:
     return NO_TTL if seconds is None else str(px_millis(seconds))
 
 
-def check_version_ttl(version_ttl: float | timedelta | None, owner: str) -> float | None:
-    """Validate a ``version_ttl`` argument and return it in seconds (``None``: no TTL)."""
+def check_version_ttl(
+    version_ttl: VersionTTL, owner: str, longest: float | None = None
+) -> float | None:
+    """Validate a ``version_ttl`` argument and return it in seconds (``None``: no TTL).
+
+    ``"auto"`` is twice ``longest`` (the longest entry TTL the cache is configured with,
+    when the caller knows it) and at least :data:`VERSION_TTL_FLOOR`. Expiring a version
+    key is always safe (the next snapshot creates a different fence, so entries stamped
+    with the old one only miss); the TTL only bounds how long unused version keys stay.
+    """
+    if isinstance(version_ttl, str) and version_ttl == "auto":
+        return max(VERSION_TTL_FLOOR, 2 * longest) if longest else VERSION_TTL_FLOOR
     return ttl_seconds(f"{owner} version_ttl", version_ttl)
 
 

@@ -211,9 +211,18 @@ def test_malformed_fence_counts_as_lost_and_heals(
     assert same == kept and any_redis.get(other) == healed.to_bytes() and healed != fresh
 
 
-def test_no_version_ttl_by_default(any_redis: Client) -> None:
+def test_version_keys_expire_after_a_day_by_default(any_redis: Client) -> None:
     store = RedisGenStore(any_redis)
-    assert store.version_ttl is None
+    assert store.version_ttl == 86_400.0
+    store.snapshot(vkey("a"))
+    store.snapshot_many([vkey("b")])
+    store.advance(vkey("c"))
+    for name in "abc":
+        assert 86_000_000 < any_redis.pttl(vkey(name)) <= 86_400_000
+
+
+def test_no_version_ttl_keeps_version_keys(any_redis: Client) -> None:
+    store = RedisGenStore(any_redis, version_ttl=None)
     store.snapshot(vkey("a"))
     store.snapshot_many([vkey("b")])
     store.advance(vkey("c"))
@@ -235,7 +244,7 @@ def test_version_ttl_on_create_and_advance(any_redis: Client, ttl: float | timed
 
 def test_version_ttl_not_applied_to_existing_fence_on_snapshot(any_redis: Client) -> None:
     key = vkey("a")
-    fence = RedisGenStore(any_redis).snapshot(key)
+    fence = RedisGenStore(any_redis, version_ttl=None).snapshot(key)
     store = RedisGenStore(any_redis, version_ttl=30)
     assert store.snapshot(key) == fence
     assert any_redis.pttl(key) == -1
@@ -243,12 +252,12 @@ def test_version_ttl_not_applied_to_existing_fence_on_snapshot(any_redis: Client
 
 def test_advance_resets_version_ttl(any_redis: Client) -> None:
     key = vkey("a")
-    RedisGenStore(any_redis).snapshot(key)
+    RedisGenStore(any_redis, version_ttl=None).snapshot(key)
     assert any_redis.pttl(key) == -1
     RedisGenStore(any_redis, version_ttl=30).advance(key)
     assert 0 < any_redis.pttl(key) <= 30_000
     # An advance without a TTL makes the key permanent again (SET clears TTLs).
-    RedisGenStore(any_redis).advance(key)
+    RedisGenStore(any_redis, version_ttl=None).advance(key)
     assert any_redis.pttl(key) == -1
 
 
@@ -390,7 +399,10 @@ def test_snapshot_passes_key_as_keys_and_fence_as_argv(any_redis: Client) -> Non
 
 def test_repr_is_exact(any_redis: Client) -> None:
     kind = "cluster" if isinstance(any_redis, redis.cluster.RedisCluster) else "redis"
-    assert repr(RedisGenStore(any_redis)) == f"RedisGenStore({kind}, version_ttl=None)"
+    assert repr(RedisGenStore(any_redis)) == f"RedisGenStore({kind}, version_ttl=86400.0)"
+    assert repr(RedisGenStore(any_redis, version_ttl=None)) == (
+        f"RedisGenStore({kind}, version_ttl=None)"
+    )
     assert repr(RedisGenStore(any_redis, version_ttl=timedelta(seconds=3))) == (
         f"RedisGenStore({kind}, version_ttl=3.0)"
     )

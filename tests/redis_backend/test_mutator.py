@@ -208,7 +208,7 @@ def test_write_after_invalidate_is_rejected(any_redis: Client) -> None:
 
 
 def test_write_entry_ttl(any_redis: Client) -> None:
-    mutator = RedisKeyMutator(any_redis)
+    mutator = RedisKeyMutator(any_redis, version_ttl=None)
     key = ck("a")
     fence = plant(any_redis, key)
     assert mutator.write_if_version(key, b"f", fence, 25)
@@ -308,12 +308,14 @@ def test_invalidate_version_ttl(any_redis: Client) -> None:
     key = ck("a")
     RedisKeyMutator(any_redis, version_ttl=50).invalidate(key)
     assert 0 < any_redis.pttl(key.version) <= 50_000
-    RedisKeyMutator(any_redis).invalidate(key)
+    RedisKeyMutator(any_redis, version_ttl=None).invalidate(key)
     assert any_redis.pttl(key.version) == -1
+    RedisKeyMutator(any_redis).invalidate(key)
+    assert 86_000_000 < any_redis.pttl(key.version) <= 86_400_000
 
 
 def test_invalidate_sends_both_keys_as_keys(any_redis: Client) -> None:
-    mutator = RedisKeyMutator(any_redis)
+    mutator = RedisKeyMutator(any_redis, version_ttl=None)
     key = ck("a")
     mutator.invalidate(key)
     warm_up(any_redis)
@@ -409,6 +411,9 @@ def test_repr_names_backend(any_redis: Client) -> None:
 def test_repr_is_exact(any_redis: Client) -> None:
     kind = "cluster" if isinstance(any_redis, redis.cluster.RedisCluster) else "redis"
     assert repr(RedisKeyMutator(any_redis)) == (
+        f"RedisKeyMutator({kind}, version_ttl=86400.0, wait_replicas=0)"
+    )
+    assert repr(RedisKeyMutator(any_redis, version_ttl=None)) == (
         f"RedisKeyMutator({kind}, version_ttl=None, wait_replicas=0)"
     )
     assert repr(RedisKeyMutator(any_redis, version_ttl=2, wait_replicas=1)) == (
