@@ -15,6 +15,7 @@ import importlib.util
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -167,6 +168,8 @@ class _Process:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
+            # A paused server (RedisServer.pause) handles SIGTERM only once it runs again.
+            self.proc.send_signal(signal.SIGCONT)
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=5)
@@ -223,6 +226,34 @@ class RedisServer:
             return self
         self.stop()
         raise ServerStartError("could not start a server:\n" + "\n".join(errors))
+
+    def pause(self) -> None:
+        """Freeze the server (``SIGSTOP``): connections stay open, nothing is answered."""
+        self._running().proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused server run again (``SIGCONT``)."""
+        self._running().proc.send_signal(signal.SIGCONT)
+
+    def crash(self) -> None:
+        """Kill the server at once (``SIGKILL``): no shutdown save, no goodbye to clients."""
+        process = self._running()
+        process.proc.kill()
+        process.proc.wait(timeout=5)
+
+    def restart(self) -> None:
+        """Start the server again on the same port and in the same directory, so it loads
+        whatever it persisted there (an RDB snapshot, an append-only file)."""
+        process = self._running()
+        if process.proc.poll() is None:
+            raise RuntimeError("the server is still running; crash() or stop it first")
+        self._process = _Process(self.binary, process.port, self.extra, process.workdir)
+        self._process.wait_ready(time.monotonic() + STARTUP_TIMEOUT)
+
+    def _running(self) -> _Process:
+        if self._process is None:
+            raise RuntimeError("the server was never started")
+        return self._process
 
     def stop(self) -> None:
         """Stop the server and remove its directory. Safe to call twice."""

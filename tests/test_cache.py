@@ -1383,19 +1383,19 @@ def test_every_operation_on_a_closed_cache_raises_closed_error(topology: Topolog
 def test_non_str_key_is_type_error(topology: Topology, key: Any) -> None:
     cache = topology()
     version = cache.snapshot_version("ok")
-    calls: list[Callable[[], object]] = [
-        lambda: cache.get(key),
-        lambda: cache.snapshot_version(key),
-        lambda: cache.set_if_version(key, 1, version),
-        lambda: cache.invalidate(key),
-        lambda: cache.get_or_load(key, lambda: 1),
-        lambda: cache.get_many(["ok", key]),
-        lambda: cache.snapshot_versions([key]),
-        lambda: cache.set_if_versions([VersionedValue(key, 1, version)]),
-        lambda: cache.get_many_or_load([key], lambda ks: {}),
+    calls: list[tuple[str, Callable[[], object]]] = [
+        ("get", lambda: cache.get(key)),
+        ("snapshot_version", lambda: cache.snapshot_version(key)),
+        ("set_if_version", lambda: cache.set_if_version(key, 1, version)),
+        ("invalidate", lambda: cache.invalidate(key)),
+        ("get_or_load", lambda: cache.get_or_load(key, lambda: 1)),
+        ("get_many", lambda: cache.get_many(["ok", key])),
+        ("snapshot_versions", lambda: cache.snapshot_versions([key])),
+        ("set_if_versions", lambda: cache.set_if_versions([VersionedValue(key, 1, version)])),
+        ("get_many_or_load", lambda: cache.get_many_or_load([key], lambda ks: {})),
     ]
-    for call in calls:
-        with pytest.raises(TypeError, match="keys are str"):
+    for op, call in calls:
+        with pytest.raises(TypeError, match=rf"^cascache {op}: keys are str"):
             call()
 
 
@@ -2380,3 +2380,90 @@ def test_a_loader_raising_stop_iteration_reaches_the_caller_as_itself(
         process.step()
     assert process.error is mine
     assert cache.get_or_load("k", lambda: 1) == 1  # nothing was stored by the failed load
+
+
+def test_a_bad_version_names_the_operation_and_key() -> None:
+    cache, _, _, _ = _reporting()
+    with pytest.raises(TypeError, match=r"^cascache set_if_version\('k'\): version must be"):
+        cache.set_if_version("k", 1, "v1")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^cascache set_if_versions\('k'\): version must be"):
+        cache.set_if_versions([VersionedValue("k", 1, "v1")])  # type: ignore[arg-type]
+
+
+def test_batch_failures_name_the_batch_operation() -> None:
+    cache, provider, _, _ = _reporting(disable_batch=True)
+    versions = cache.snapshot_versions(["a", "b"])
+    provider.failing = {"set"}
+    with pytest.raises(OpError) as unbatched:
+        cache.set_if_versions([VersionedValue(k, 1, versions[k]) for k in "ab"])
+    assert _op_error(unbatched.value, "set_if_versions", "a")
+    strict, provider, _, _ = _reporting(batch_write_seed="strict")
+    versions = strict.snapshot_versions(["a", "b"])
+    real_set = provider.inner.set
+
+    def batch_only(key: str, value: bytes, cost: int, ttl: float | None) -> bool:
+        if key == single(strict, "a").value:
+            raise Boom("seed")
+        return real_set(key, value, cost, ttl)
+
+    provider.inner.set = batch_only  # type: ignore[method-assign]
+    reports = strict.core.hooks
+    assert isinstance(reports, Recorder)
+    result = strict.set_if_versions([VersionedValue(k, 1, versions[k]) for k in "ab"])
+    assert result.stored and result.seeded_singles == 1
+    [(op, key, error)] = reports.of("cleanup_error")
+    assert (op, key) == ("set_if_versions", "a") and _op_error(error, "set_if_versions", "a")
+
+
+def test_an_unencodable_batch_value_names_the_operation_and_key() -> None:
+    cache, _, _, _ = _reporting()
+    versions = cache.snapshot_versions(["a", "b"])
+    with pytest.raises(OpError) as raised:
+        cache.set_if_versions(
+            [VersionedValue("a", 1, versions["a"]), VersionedValue("b", {1}, versions["b"])]
+        )
+    assert _op_error(raised.value, "set_if_versions", "b")
+
+
+def test_a_failing_batch_guard_names_the_batch_read() -> None:
+    def guard(key: str, value: object) -> bool:
+        raise Boom(f"guard {key}")
+
+    cache, _, _, _ = _reporting(batch_read_guard=guard, batch_write_seed="off")
+    fill_batch(cache, {"a": 1, "b": 2})
+    with pytest.raises(OpError) as raised:
+        cache.get_many(["a", "b"])
+    assert _op_error(raised.value, "get_many", "a")
+
+
+def test_a_batch_written_with_a_hostile_key_is_served_whole() -> None:
+    cache, _, _, hooks = _reporting(batch_write_seed="off")
+    versions = cache.snapshot_versions(["red", "blue"])
+    stored = cache.set_if_versions(
+        [
+            VersionedValue(Hostile("red"), 1, versions["red"]),
+            VersionedValue("blue", 2, versions["blue"]),
+        ]
+    )
+    assert stored.stored
+    assert cache.get_many(["red", "blue"]) == ({"red": 1, "blue": 2}, [])
+    assert hooks.of("batch_rejected") == [] and hooks.of("self_healed") == []
+
+
+def test_get_many_through_a_plain_provider_names_its_effects() -> None:
+    provider = PlainProvider()
+    cache = cascache.new(
+        cascache.Options(
+            namespace="plain-trace",
+            provider=provider,
+            codec=cascache.JsonCodec(),
+            disable_batch=True,
+        )
+    )
+    fill(cache, "a", 1)
+    plant(cache, "b", b"corrupt")
+    assert trace_of(cache.core.get_many(["a", "b"])) == [
+        ("values", "get_many"),
+        ("versions", "current_many"),
+        ("values", "delete_many"),
+    ]

@@ -220,3 +220,15 @@ def test_a_frame_cut_inside_a_length_field_names_the_field(cut: int) -> None:
         WireError, match=rf"^truncated frame: member count needs 4 bytes at offset {at}"
     ):
         decode_batch(seal(count))
+
+
+def test_a_cut_fence_or_payload_is_named() -> None:
+    short_fence = header(KIND_SINGLE) + FENCE.to_bytes()[:5]
+    with pytest.raises(WireError, match=r"^truncated frame: fence needs 16 bytes at offset 6$"):
+        decode_single(seal(short_fence))
+    short_payload = header(KIND_SINGLE) + FENCE.to_bytes() + u32(9) + b"abc"
+    with pytest.raises(WireError, match=r"^truncated frame: payload needs 9 bytes at offset 26$"):
+        decode_single(seal(short_payload))
+    cut = header(KIND_BATCH) + u32(1) + u32(1) + b"a" + FENCE.to_bytes()[:5]
+    with pytest.raises(WireError, match=r"^truncated frame: fence needs 16 bytes at offset 15$"):
+        decode_batch(seal(cut))

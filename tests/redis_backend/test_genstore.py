@@ -413,3 +413,8 @@ def test_config_errors_name_the_gen_store(fake_redis: fakeredis.FakeRedis) -> No
         RedisGenStore(fake_redis, version_ttl=-1)
     with pytest.raises(ConfigError, match=r"^RedisGenStore needs a redis\.Redis"):
         RedisGenStore(object())  # type: ignore[arg-type]
+
+
+def test_closing_leaves_a_shared_client_open(any_redis: Client) -> None:
+    RedisGenStore(any_redis).close()
+    assert any_redis.ping()
