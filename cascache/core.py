@@ -111,6 +111,7 @@ class SingleCore(Generic[V]):
         if self.closed:
             return
         self.closed = True
+        self.keys.clear()
         try:
             self.provider.close()
         finally:

@@ -48,6 +48,11 @@ class Hooks:
     def local_versions_with_batch(self, namespace: str) -> None:
         """Batch operations run on an in-process version store: freshness is per process."""
 
+    def persistence_risk(self, namespace: str, detail: str) -> None:
+        """``cascache.redis.new`` found (or could not rule out) a Redis persistence setting
+        under which a restart can bring back fences that acknowledged invalidates replaced
+        (``cascache.redis.persistence``); ``detail`` says which and what to change."""
+
 
 class _FanOut(Hooks):
     def __init__(self, hooks: Sequence[Hooks]) -> None:
@@ -86,6 +91,10 @@ class _FanOut(Hooks):
     def local_versions_with_batch(self, namespace: str) -> None:
         for hook in self._hooks:
             call_hook(hook.local_versions_with_batch, namespace)
+
+    def persistence_risk(self, namespace: str, detail: str) -> None:
+        for hook in self._hooks:
+            call_hook(hook.persistence_risk, namespace, detail)
 
 
 def fan_out(*hooks: Hooks) -> Hooks:
@@ -139,6 +148,9 @@ class LoggingHooks(Hooks):
             "cascache namespace %r: batch operations on an in-process version store",
             namespace,
         )
+
+    def persistence_risk(self, namespace: str, detail: str) -> None:
+        self.logger.warning("cascache namespace %r: Redis persistence risk: %s", namespace, detail)
 
 
 _log = logging.getLogger("cascache")

@@ -30,6 +30,10 @@ TAG_HEX: Final = 16
 KEY_CACHE_SIZE: Final = 4096
 """Storage names kept per :class:`KeySpace` (hot keys are read far more often than they
 change, and hashing dominates deriving them). Bounded per instance, never process-wide."""
+KEY_CACHE_CHARS: Final = 1 << 20
+"""Characters of storage names (both names and the key) a :class:`KeySpace` keeps at most,
+so long keys cannot make its cache large; a key whose names alone would take more than a
+sixteenth of it is derived on every use instead of being kept."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +86,13 @@ def canonical_namespace(namespace: object) -> str:
 class KeySpace:
     """Derives storage keys for one namespace, caching a bounded number per instance."""
 
-    __slots__ = ("_cache", "_frame", "namespace")
+    __slots__ = ("_cache", "_chars", "_frame", "namespace")
 
     def __init__(self, namespace: str) -> None:
         self.namespace = canonical_namespace(namespace)
         self._frame = f"{len(self.namespace)}:{self.namespace}"
         self._cache: dict[str, CacheKey] = {}
+        self._chars = 0
 
     def single(self, key: str) -> CacheKey:
         """The value and version storage keys of the canonical ``key``."""
@@ -96,11 +101,15 @@ class KeySpace:
             return found
         plain = key if type(key) is str else str.__str__(key)
         derived = self._derive(plain)
+        chars = _chars(derived)
+        if chars > KEY_CACHE_CHARS // 16:
+            return derived
         cache = self._cache
-        if len(cache) >= KEY_CACHE_SIZE:
+        while cache and (len(cache) >= KEY_CACHE_SIZE or self._chars + chars > KEY_CACHE_CHARS):
             # Drop the oldest entry (dicts keep insertion order): cheap, and bounded.
-            del cache[next(iter(cache))]
+            self._chars -= _chars(cache.pop(next(iter(cache))))
         cache[plain] = derived
+        self._chars += chars
         return derived
 
     def _derive(self, key: str) -> CacheKey:
@@ -132,6 +141,11 @@ class KeySpace:
     def clear(self) -> None:
         """Forget the cached storage names (they are derived again on demand)."""
         self._cache.clear()
+        self._chars = 0
+
+
+def _chars(derived: CacheKey) -> int:
+    return len(derived.key) + len(derived.value) + len(derived.version)
 
 
 def _glob_escape(text: str) -> str:

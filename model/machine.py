@@ -89,6 +89,7 @@ FAULTS = frozenset(
         "lose_version",
         "clock",
         "failover",
+        "restart",
         "outage",
         "writeback",
     }
@@ -221,6 +222,8 @@ INJECTIONS = {
     "tick": "clock",
     "replicate": "failover",
     "failover": "failover",
+    "save": "restart",
+    "restart": "restart",
 }
 """Store faults by kind, with the fault family that enables each."""
 aheads = st.integers(0, 3)
@@ -962,6 +965,12 @@ class CacheModel(RuleBasedStateMachine):
                 self.topo.replicate()
         elif kind == "failover":
             if self._fault("failover", "FAILOVER: the replica is promoted"):
+                self.topo.failover()
+        elif kind == "save":
+            if self._fault("restart", "SAVE: the server snapshots its state to disk"):
+                self.topo.replicate()
+        elif kind == "restart":
+            if self._fault("restart", "RESTART: the server is killed and loads its last snapshot"):
                 self.topo.failover()
         elif self._fault("clock", f"clock +{5 + 26 * batch}s"):
             self.topo.clock.advance(5.0 + 26.0 * batch)

@@ -28,7 +28,9 @@ from .topology import (
     Local,
     PerNodeLocalVersions,
     RedisFailover,
+    RedisRestart,
     SharedVersions,
+    SharedVersionsRestart,
     Topology,
 )
 from .zoo import VARIANTS, Variant
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
     import redis
     import redis.cluster
 
-NO_REPLICA = FAULTS - {"failover"}
+NO_REPLICA = FAULTS - {"failover", "restart"}
 TOPOLOGIES: dict[str, tuple[bool, frozenset[str]]] = {
     # name: (needs Redis, faults the topology is expected to survive)
     "local": (False, NO_REPLICA),
@@ -46,9 +48,13 @@ TOPOLOGIES: dict[str, tuple[bool, frozenset[str]]] = {
     "per-node-local-versions": (False, NO_REPLICA),
     "redis-failover": (True, NO_REPLICA - {"clock"} | {"failover"}),
     "redis-failover-wait": (True, NO_REPLICA - {"clock"} | {"failover"}),
+    "redis-restart": (True, NO_REPLICA - {"clock"} | {"restart"}),
+    "redis-restart-waitaof": (True, NO_REPLICA - {"clock"} | {"restart"}),
+    "shared-versions-restart": (True, NO_REPLICA | {"restart"}),
 }
 """Every topology the model knows, with the faults it runs under. Redis keeps its own
-clock, so the model cannot move it; only the failover topologies have a replica."""
+clock, so the model cannot move it; only the failover topologies have a replica, and only
+the restart topologies persist to disk."""
 
 TOPOLOGY_HELP: dict[str, str] = {
     "local": "cascache.new, in-process stores shared by the nodes (no violation expected)",
@@ -60,6 +66,12 @@ TOPOLOGY_HELP: dict[str, str] = {
     "(must be caught)",
     "redis-failover-wait": "redis-failover with every invalidate waiting for the replica "
     "(none expected)",
+    "redis-restart": "negative control: redis with RDB snapshots, killed and restarted from "
+    "the last one (must be caught)",
+    "redis-restart-waitaof": "redis-restart with every invalidate on disk before it returns "
+    "(WAITAOF or appendfsync always; none expected)",
+    "shared-versions-restart": "negative control: shared-versions whose Redis restarts from "
+    "its last RDB snapshot while nodes keep their values (must be caught)",
 }
 """One line per topology, for ``cascache-audit --help`` and the README."""
 
@@ -75,10 +87,14 @@ FAULT_HELP: dict[str, str] = {
     "or overwritten with something that is not a fence",
     "clock": "time jumps forward, so entries expire (in-process stores only)",
     "failover": "the replica syncs, or is promoted (failover topologies only)",
+    "restart": "the server snapshots to disk, or is killed and restarts from its last "
+    "snapshot (restart topologies only)",
 }
 """One line per fault family, for ``cascache-audit --help`` and the README."""
 
-CONTROLS = frozenset({"per-node-local-versions", "redis-failover"})
+CONTROLS = frozenset(
+    {"per-node-local-versions", "redis-failover", "redis-restart", "shared-versions-restart"}
+)
 """Negative controls: expected to fail, so a passing run of one is itself a failure."""
 
 
@@ -112,6 +128,19 @@ TARGETED: dict[str, Focus] = {
         frozenset({"failover"}),
         1,
         "a fill, a write and invalidate, then a failover before the replica caught up",
+    ),
+    "redis-restart": Focus(
+        frozenset({"writer", "get", "inject"}),
+        frozenset({"restart"}),
+        1,
+        "a fill, a snapshot to disk, a write and invalidate, then a restart from it",
+    ),
+    "shared-versions-restart": Focus(
+        frozenset({"writer", "get", "inject"}),
+        frozenset({"restart"}),
+        1,
+        "a fill, a snapshot to disk, a write and invalidate, a restart, then a node "
+        "reads its own entry",
     ),
 }
 """The targeted run of each negative control (the audit runs it first)."""
@@ -262,6 +291,12 @@ def build(target: Target, connect: Connect | None) -> Callable[[CoreFactory], To
         return lambda core: RedisFailover(nodes, core, redis_connect)
     if target.topology == "redis-failover-wait":
         return lambda core: RedisFailover(nodes, core, redis_connect, wait=True)
+    if target.topology == "redis-restart":
+        return lambda core: RedisRestart(nodes, core, redis_connect)
+    if target.topology == "redis-restart-waitaof":
+        return lambda core: RedisRestart(nodes, core, redis_connect, wait=True)
+    if target.topology == "shared-versions-restart":
+        return lambda core: SharedVersionsRestart(nodes, core, redis_connect)
     raise ValueError(f"unknown topology {target.topology!r}; known: {', '.join(TOPOLOGIES)}")
 
 

@@ -427,40 +427,24 @@ window of several rules in which a promotion loses acknowledged writes (one rule
 hazard so narrow that the full swarm met it about once in thousands of examples)."""
 
 
-class RedisFailover(AllInRedis):
-    """``cascache.redis.new`` on a primary whose replica lags, and may be promoted.
+class _Durable:
+    """State that can fall back to an older copy of the server: a replica that a failover
+    promotes, or the snapshot a restart loads. Mixed into a Redis topology.
 
-    Replication is asynchronous: the replica holds the primary's state as it was
-    :data:`LAG` rules ago, or as of its last full sync (the ``replicate`` injection),
-    whichever is newer. A ``failover`` injection promotes it, so every write
-    since the last sync, acknowledged or not, is gone. Without waiting for the replica, an
-    acknowledged invalidate can be lost and an old fence becomes current again: the model
-    must catch that (a negative control). With ``wait=True`` every invalidate returns only
-    after the replica has it.
+    The copy holds the server's state as it was :data:`LAG` rules ago, or as of its last
+    full sync (:meth:`replicate`), whichever is newer; :meth:`failover` makes the copy the
+    server's state, so every write since the last sync, acknowledged or not, is gone.
     """
 
-    name = "redis-failover"
+    client: redis.Redis | redis.cluster.RedisCluster
+    _ours: Callable[..., list[str]]
 
-    def __init__(
-        self, nodes: int, core: CoreFactory, connect: Connect, *, wait: bool = False
-    ) -> None:
-        self.wait = wait
+    def _start_copy(self) -> None:
         self.syncs = itertools.count()
-        # (state, sequence number): the replica never moves back to an older sync.
+        # (state, sequence number): the copy never moves back to an older sync.
         self.replica: tuple[dict[str, tuple[bytes, int]], int] = ({}, -1)
         self.lagging: collections.deque[tuple[dict[str, tuple[bytes, int]], int]] = (
             collections.deque()
-        )
-        super().__init__(nodes, core, connect)
-        if wait:
-            self.name = "redis-failover-wait"
-
-    def options(self, node: int) -> cascache.Options[Row]:
-        options = super().options(node)
-        if not self.wait or options.key_invalidator is None:
-            return options
-        return replace(
-            options, key_invalidator=_WaitingInvalidator(options.key_invalidator, self.replicate)
         )
 
     def _snapshot(self) -> tuple[dict[str, tuple[bytes, int]], int]:
@@ -469,7 +453,7 @@ class RedisFailover(AllInRedis):
         for name in names:
             pipe.get(name)
             pipe.pttl(name)
-        # A key of another type (garble_version) fails its GET: it is not replicated here.
+        # A key of another type (garble_version) fails its GET: it is not copied here.
         replies = pipe.execute(raise_on_error=False)
         state = {
             name: (data, ttl)
@@ -483,19 +467,87 @@ class RedisFailover(AllInRedis):
             self.replica = sync
 
     def rule_done(self) -> None:
-        """Asynchronous replication: the replica is :data:`LAG` rules behind the primary."""
+        """The copy is :data:`LAG` rules behind the server."""
         self.lagging.append(self._snapshot())
         if len(self.lagging) > LAG:
             self._adopt(self.lagging.popleft())
 
     def replicate(self) -> None:
-        """The replica catches up with the primary now (a full sync of this example's keys)."""
+        """The copy catches up with the server now (a full sync of this example's keys)."""
         self._adopt(self._snapshot())
 
     def failover(self) -> None:
-        """The replica is promoted: the primary's state becomes the replica's last sync."""
+        """The server's state becomes the copy's."""
         for name in self._ours():
             self.client.delete(name)
         for name, (data, ttl) in self.replica[0].items():
             self.client.set(name, data, px=ttl if ttl > 0 else None)
         self.lagging.clear()
+
+
+class RedisFailover(_Durable, AllInRedis):
+    """``cascache.redis.new`` on a primary whose replica lags, and may be promoted.
+
+    Replication is asynchronous: the replica is the :class:`_Durable` copy, :data:`LAG`
+    rules behind or as of its last full sync (the ``replicate`` injection). A ``failover``
+    injection promotes it. Without waiting for the replica, an acknowledged invalidate
+    can be lost and an old fence becomes current again: the model must catch that (a
+    negative control). With ``wait=True`` every invalidate returns only after the replica
+    has it.
+    """
+
+    name = "redis-failover"
+
+    def __init__(
+        self, nodes: int, core: CoreFactory, connect: Connect, *, wait: bool = False
+    ) -> None:
+        self.wait = wait
+        self._start_copy()
+        super().__init__(nodes, core, connect)
+        if wait:
+            self.name = "redis-failover-wait"
+
+    def options(self, node: int) -> cascache.Options[Row]:
+        options = super().options(node)
+        if not self.wait or options.key_invalidator is None:
+            return options
+        return replace(
+            options, key_invalidator=_WaitingInvalidator(options.key_invalidator, self.replicate)
+        )
+
+
+class RedisRestart(RedisFailover):
+    """``cascache.redis.new`` on a server with RDB snapshots (a default ``redis.conf``),
+    killed and restarted from its directory.
+
+    The :class:`_Durable` copy is the last snapshot: taken every :data:`LAG` rules (like
+    ``save 60 1``) and by the ``save`` injection (``BGSAVE``); the ``restart`` injection
+    loads it, so every write since, acknowledged or not, is gone (AOF with
+    ``appendfsync everysec`` loses up to a second the same way). A negative control. With
+    ``wait=True`` every invalidate returns only once it is on disk (``WAITAOF 1 0`` on
+    Redis 7.2+, or ``appendfsync always``), the mitigation, which must hold. Persistence
+    off is the other mitigation: a restart then loses everything, which is the
+    ``lose_all_versions`` fault plus evictions, safe on every topology.
+    """
+
+    name = "redis-restart"
+
+    def __init__(
+        self, nodes: int, core: CoreFactory, connect: Connect, *, wait: bool = False
+    ) -> None:
+        super().__init__(nodes, core, connect, wait=wait)
+        self.name = "redis-restart-waitaof" if wait else "redis-restart"
+
+
+class SharedVersionsRestart(_Durable, SharedVersions):
+    """Shared versions on a Redis with RDB snapshots that is killed and restarted: the
+    versions fall back to the last snapshot while every node keeps its in-process values,
+    so an entry stamped with a fence an acknowledged invalidate replaced becomes current
+    again. A negative control (the same hole as :class:`RedisRestart`, reached through a
+    node's local entry)."""
+
+    name = "shared-versions-restart"
+
+    def __init__(self, nodes: int, core: CoreFactory, connect: Connect) -> None:
+        self._start_copy()
+        super().__init__(nodes, core, connect)

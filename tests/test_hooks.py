@@ -25,6 +25,7 @@ EVENTS: list[tuple[str, tuple[Any, ...]]] = [
     ("invalidate_outage", ("k", ADVANCE, DELETE)),
     ("cleanup_error", ("invalidate", "k", DELETE)),
     ("local_versions_with_batch", ("ns",)),
+    ("persistence_risk", ("ns", "takes RDB snapshots")),
 ]
 """One call of every hook event."""
 
@@ -69,6 +70,9 @@ class Recorder(Hooks):
 
     def local_versions_with_batch(self, namespace: str) -> None:
         self._record("local_versions_with_batch", namespace)
+
+    def persistence_risk(self, namespace: str, detail: str) -> None:
+        self._record("persistence_risk", namespace, detail)
 
 
 class Raising(Hooks):
@@ -158,6 +162,7 @@ EXPECTED_LEVELS = {
     "version_advance_error": logging.WARNING,
     "cleanup_error": logging.WARNING,
     "invalidate_outage": logging.ERROR,
+    "persistence_risk": logging.WARNING,
 }
 
 
@@ -185,6 +190,7 @@ def test_logging_hooks_messages(caplog: pytest.LogCaptureFixture) -> None:
     assert "batch entry 'k': value store declined" in text
     assert "invalidate('k') failed: advance RuntimeError('advance'), delete RuntimeError" in text
     assert "namespace 'ns'" in text
+    assert "Redis persistence risk: takes RDB snapshots" in text
 
 
 def test_logging_hooks_custom_logger(caplog: pytest.LogCaptureFixture) -> None:

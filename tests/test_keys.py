@@ -11,7 +11,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
-from cascache.keys import KEY_CACHE_SIZE, PREFIX, CacheKey, KeySpace, canonical_key
+from cascache.keys import KEY_CACHE_CHARS, KEY_CACHE_SIZE, PREFIX, CacheKey, KeySpace, canonical_key
 from tests.conftest import AnyRedis, Hostile
 
 names = st.text(min_size=1, max_size=12)
@@ -211,3 +211,16 @@ def test_different_keys_get_different_tags() -> None:
     space = KeySpace("ns")
     tags = {tag_of(space.single(f"key-{i}").value) for i in range(64)}
     assert len(tags) == 64
+
+
+def test_long_keys_cannot_make_the_name_cache_large() -> None:
+    ks = KeySpace("ns")
+    for i in range(2000):
+        ks.single(f"{i:05d}" + "k" * 2000)  # 4,000 names' worth of characters each
+        ks.single(f"short-{i}")
+    assert ks._chars <= KEY_CACHE_CHARS
+    assert sum(len(c.key) + len(c.value) + len(c.version) for c in ks._cache.values()) == ks._chars
+    huge = "h" * (KEY_CACHE_CHARS // 16)
+    assert ks.single(huge) == ks.single(huge) and huge not in ks._cache  # derived each time
+    ks.clear()
+    assert ks._chars == 0 and not ks._cache

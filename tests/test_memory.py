@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import threading
+import tracemalloc
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -35,7 +37,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def store(clock: FakeClock) -> MemoryProvider:
-    return MemoryProvider(max_cost=10, clock=clock)
+    return MemoryProvider(max_cost=10, clock=clock, charge_overhead=False)
 
 
 # --- construction and protocol --------------------------------------------------------
@@ -388,7 +390,7 @@ def test_close_drops_the_entries(store: MemoryProvider) -> None:
 
 def test_concurrent_use_keeps_the_cost_accounting_exact() -> None:
     max_cost = 500
-    store = MemoryProvider(max_cost=max_cost)
+    store = MemoryProvider(max_cost=max_cost, charge_overhead=False)
     keys = [f"k{i}" for i in range(40)]
     errors: list[BaseException] = []
     start = threading.Barrier(8)
@@ -466,7 +468,7 @@ class MemoryProviderMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.clock = FakeClock(0.0)
-        self.store = MemoryProvider(max_cost=MAX_COST, clock=self.clock)
+        self.store = MemoryProvider(max_cost=MAX_COST, clock=self.clock, charge_overhead=False)
         self.model = Model(MAX_COST)
         self.writes = 0
         self.closed = False
@@ -544,3 +546,52 @@ MemoryProviderMachine.TestCase.settings = settings(
     max_examples=200, stateful_step_count=40, deadline=None
 )
 test_memory_provider_matches_the_model = MemoryProviderMachine.TestCase
+
+
+# --- heap actually held (tracemalloc) -------------------------------------------------------
+
+
+def heap_growth(work: Callable[[], object]) -> tuple[int, object]:
+    """Bytes of heap still allocated after ``work`` (whose result is kept alive)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        kept = work()
+        gc.collect()
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return held, kept
+
+
+@pytest.mark.parametrize("ttl", [None, 60.0])
+@pytest.mark.parametrize("value_bytes", [1, 64, 4096])
+def test_max_cost_bounds_the_heap_the_store_holds(value_bytes: int, ttl: float | None) -> None:
+    budget = 1 << 20
+
+    def fill() -> MemoryProvider:
+        store = MemoryProvider(max_cost=budget)
+        for i in range(4 * budget // (value_bytes + 100)):
+            name = f"cc:{{0123456789abcdef}}:v:2:ns:key-{i:07d}"
+            store.set(name, bytes(value_bytes), value_bytes, ttl)
+        return store
+
+    held, store = heap_growth(fill)
+    assert isinstance(store, MemoryProvider) and len(store) > 0
+    # Tiny values once cost 12x the budget in heap; the charge now covers keys and overhead.
+    assert held <= budget * 1.25, f"{held} bytes held for a {budget}-byte budget"
+
+
+def test_values_larger_than_the_budget_are_not_held() -> None:
+    budget = 1 << 20
+
+    def fill() -> MemoryProvider:
+        store = MemoryProvider(max_cost=budget)
+        for i in range(50):
+            store.set(f"big-{i}", bytes(budget), budget, None)  # refused: key and overhead
+            store.set(f"fits-{i}", bytes(budget // 2), budget // 2, None)
+        return store
+
+    held, store = heap_growth(fill)
+    assert isinstance(store, MemoryProvider) and len(store) == 1
+    assert held <= budget * 1.25

@@ -38,6 +38,7 @@ CORRECT = [
     Target("shared-versions", "real"),
     Target("redis", "real"),
     Target("redis-failover-wait", "fakeredis"),
+    Target("redis-restart-waitaof", "fakeredis"),
 ]
 
 

@@ -22,7 +22,7 @@ from cascache import (
     Options,
 )
 from cascache.options import ttl_seconds
-from tests.servers import count_round_trips
+from tests.servers import count_round_trips, warm_up
 
 
 class GetSetDeleteOnly:
@@ -299,13 +299,17 @@ def test_redis_new_validates_options(
         build_redis(client, **overrides)
 
 
-def test_construction_does_no_io(client: fakeredis.FakeRedis) -> None:
+def test_construction_does_no_io_but_the_persistence_check(client: fakeredis.FakeRedis) -> None:
+    warm_up(client)
     with count_round_trips() as log:
-        build_redis(client, version_ttl=60, default_ttl=10)
+        build_redis(client, version_ttl=60, default_ttl=10, check_persistence=False)
         build(gen_store=cascache.redis.new_gen_store(client))
         with pytest.raises(ConfigError):
             build_redis(client, default_ttl=-1)
     assert log.round_trips == 0
+    with count_round_trips() as log:
+        build_redis(client)
+    assert log.trips == [["CONFIG GET"] * 3]  # one pipeline
 
 
 @pytest.mark.parametrize("ttl", [10**400, 1e300, 100 * 365 * 24 * 3600 + 1])

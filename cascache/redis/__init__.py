@@ -28,6 +28,7 @@ from cascache.hooks import Hooks
 from cascache.options import TTL, BatchReadSeed, BatchWriteSeed, ttl_seconds
 from cascache.redis.genstore import RedisGenStore
 from cascache.redis.mutator import RedisKeyMutator
+from cascache.redis.persistence import check_persistence, persistence_risk
 from cascache.redis.provider import RedisProvider
 from cascache.redis.scripts import Client, VersionTTL, check_client, check_version_ttl
 
@@ -40,10 +41,12 @@ __all__ = [
     "RedisKeyMutator",
     "RedisProvider",
     "cache_options",
+    "check_persistence",
     "new",
     "new_gen_store",
     "new_key_mutator",
     "new_provider",
+    "persistence_risk",
 ]
 
 
@@ -101,6 +104,8 @@ class Options(Generic[V]):
             invalidate fail otherwise. Guards against failover to a replica that lacks
             the invalidate (``specs/assumptions.md``). 0 (default): do not wait.
         wait_timeout: how long to wait for those acknowledgements (default 1 s).
+        check_persistence: read the server's persistence settings when the cache is built
+            and report a risky one to ``hooks.persistence_risk`` (default ``True``).
     """
 
     namespace: str
@@ -112,6 +117,7 @@ class Options(Generic[V]):
     close_client: bool = False
     wait_replicas: int = 0
     wait_timeout: TTL = 1.0
+    check_persistence: bool = True
     disabled: bool = False
     compute_set_cost: Callable[[bytes], int] | None = None
     disable_batch: bool = False
@@ -128,8 +134,17 @@ def new(options: Options[V]) -> CAS[V]:
     ``get`` reads value and version in one ``MGET``; ``set_if_version`` and
     ``invalidate`` each run as one atomic Lua script. A key's value key and version key
     share a Redis Cluster hash tag, so this works unchanged on a cluster.
+
+    Reads the server's persistence settings once (one round trip per primary; the only
+    I/O construction does, off with ``check_persistence=False``) and reports a risky one
+    (RDB snapshots, ``appendfsync everysec``) to ``hooks.persistence_risk``: see
+    :mod:`cascache.redis.persistence`. It never fails on a server that refuses
+    ``CONFIG GET`` or cannot be reached.
     """
-    return cascache.new(cache_options(options))
+    cache = cascache.new(cache_options(options))
+    if options.check_persistence:
+        check_persistence(options.client, cache.core.hooks, cache.core.keys.namespace)
+    return cache
 
 
 def cache_options(options: Options[V]) -> cascache.Options[V]:
