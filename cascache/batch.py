@@ -93,7 +93,8 @@ class Core(SingleCore[V]):
     ) -> Step[BatchWriteResult]:
         """Store a batch entry if every observed version is current; then seed singles."""
         batch = self.check_items(items)
-        self.check_open("set_if_versions", [item.key for item in batch])
+        if self.closed:
+            self.check_open("set_if_versions", [item.key for item in batch])
         if self.disabled:
             return BatchWriteResult(WriteOutcome.DISABLED)
         if not batch:

@@ -8,8 +8,10 @@ shown; set ``CASCACHE_REQUIRE_REDIS=1`` (CI) to make that a failure instead.
 
 from __future__ import annotations
 
+import gc
 import os
-from collections.abc import Iterator
+import tracemalloc
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 import fakeredis
@@ -248,3 +250,17 @@ def topology(request: pytest.FixtureRequest) -> Iterator[Topology]:
         yield factory
     finally:
         factory.close()
+
+
+def heap_growth(work: Callable[[], object]) -> tuple[int, object]:
+    """Bytes of heap still allocated after ``work`` (whose result is kept alive, and
+    returned with the count), measured with ``tracemalloc``."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        kept = work()
+        gc.collect()
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return held, kept

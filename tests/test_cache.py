@@ -39,7 +39,7 @@ from cascache.fence import new_fence
 from cascache.genstore import GenStore
 from cascache.keys import CacheKey
 from cascache.wire import decode_single, encode_single
-from tests.conftest import Hostile
+from tests.conftest import Hostile, heap_growth
 from tests.servers import count_round_trips, primaries, warm_up
 
 GENERIC = ["local", "shared-versions-fake"]
@@ -2471,8 +2471,6 @@ def test_get_many_through_a_plain_provider_names_its_effects() -> None:
 
 def test_close_releases_what_the_cache_held() -> None:
     """20,000 reads of 8 KiB keys once left 477 MiB held after close."""
-    import gc
-    import tracemalloc
 
     def use() -> CAS[Any]:
         cache = cascache.new(
@@ -2485,13 +2483,6 @@ def test_close_releases_what_the_cache_held() -> None:
         cache.close()
         return cache
 
-    gc.collect()
-    tracemalloc.start()
-    try:
-        cache = use()
-        gc.collect()
-        held, _ = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert cache.core.closed
+    held, cache = heap_growth(use)
+    assert isinstance(cache, CAS) and cache.core.closed
     assert held < 1 << 20, f"{held} bytes still held by a closed cache"

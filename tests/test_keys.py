@@ -216,9 +216,10 @@ def test_different_keys_get_different_tags() -> None:
 def test_long_keys_cannot_make_the_name_cache_large() -> None:
     ks = KeySpace("ns")
     for i in range(2000):
-        ks.single(f"{i:05d}" + "k" * 2000)  # 4,000 names' worth of characters each
+        ks.single(f"{i:05d}" + "k" * 2000)  # about 6,000 characters with both names
+        assert ks._chars <= KEY_CACHE_CHARS
         ks.single(f"short-{i}")
-    assert ks._chars <= KEY_CACHE_CHARS
+        assert ks._chars <= KEY_CACHE_CHARS
     assert sum(len(c.key) + len(c.value) + len(c.version) for c in ks._cache.values()) == ks._chars
     huge = "h" * (KEY_CACHE_CHARS // 16)
     assert ks.single(huge) == ks.single(huge) and huge not in ks._cache  # derived each time

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import gc
 import threading
-import tracemalloc
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -15,6 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from cascache.memory import MemoryProvider
 from cascache.provider import AddProvider, ManyProvider, Provider
+from tests.conftest import heap_growth
 
 
 class FakeClock:
@@ -549,19 +548,6 @@ test_memory_provider_matches_the_model = MemoryProviderMachine.TestCase
 
 
 # --- heap actually held (tracemalloc) -------------------------------------------------------
-
-
-def heap_growth(work: Callable[[], object]) -> tuple[int, object]:
-    """Bytes of heap still allocated after ``work`` (whose result is kept alive)."""
-    gc.collect()
-    tracemalloc.start()
-    try:
-        kept = work()
-        gc.collect()
-        held, _ = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return held, kept
 
 
 @pytest.mark.parametrize("ttl", [None, 60.0])

@@ -232,3 +232,13 @@ def test_a_cut_fence_or_payload_is_named() -> None:
     cut = header(KIND_BATCH) + u32(1) + u32(1) + b"a" + FENCE.to_bytes()[:5]
     with pytest.raises(WireError, match=r"^truncated frame: fence needs 16 bytes at offset 15$"):
         decode_batch(seal(cut))
+
+
+def test_a_batch_member_cut_in_its_payload_is_named() -> None:
+    member = u32(1) + b"a" + FENCE.to_bytes()
+    cut_length = header(KIND_BATCH) + u32(1) + member + u32(9)[:2] + bytes(4)
+    with pytest.raises(WireError, match=r"^truncated frame: payload length needs 4 bytes at"):
+        decode_batch(seal(cut_length[:-4]))
+    cut_payload = header(KIND_BATCH) + u32(1) + member + u32(9) + b"abc"
+    with pytest.raises(WireError, match=r"^truncated frame: payload needs 9 bytes at offset 35$"):
+        decode_batch(seal(cut_payload))

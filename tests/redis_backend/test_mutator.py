@@ -230,6 +230,20 @@ def test_write_renews_version_ttl(any_redis: Client) -> None:
     assert 0 < any_redis.pttl(key.value) <= 5_000
 
 
+@pytest.mark.parametrize(
+    ("entry_ttl", "renewed"),
+    [(5, 40_000), (15, 40_000), (20, 40_000), (25, 50_000), (None, 40_000)],
+)
+def test_write_renews_version_ttl_to_twice_a_longer_entry_ttl(
+    any_redis: Client, entry_ttl: float | None, renewed: int
+) -> None:
+    mutator = RedisKeyMutator(any_redis, version_ttl=40)
+    key = ck("a")
+    fence = plant(any_redis, key)
+    assert mutator.write_if_version(key, b"f", fence, entry_ttl)
+    assert renewed - 2_000 < any_redis.pttl(key.version) <= renewed
+
+
 def test_rejected_write_leaves_version_ttl_alone(any_redis: Client) -> None:
     mutator = RedisKeyMutator(any_redis, version_ttl=40)
     key = ck("a")

@@ -25,6 +25,12 @@ EVERYSEC = ["--appendonly", "yes", "--appendfsync", "everysec"]
 ALWAYS = ["--appendonly", "yes", "--appendfsync", "always"]
 NONE: list[str] = []
 """The test servers' own default: ``save ""`` and ``appendonly no``."""
+RESTARTS = pytest.mark.parametrize(
+    ("extra", "stale"),
+    [(RDB, True), (NONE, False), (ALWAYS, False)],
+    ids=["rdb", "no-persistence", "appendfsync-always"],
+)
+"""Each persistence setting, and whether a restart under it brings the old entry back."""
 
 
 class Risks(cascache.Hooks):
@@ -66,11 +72,7 @@ def _restart(server: RedisServer, cache: cascache.CAS[Any]) -> None:
     server.restart()
 
 
-@pytest.mark.parametrize(
-    ("extra", "stale"),
-    [(RDB, True), (NONE, False), (ALWAYS, False)],
-    ids=["rdb", "no-persistence", "appendfsync-always"],
-)
+@RESTARTS
 def test_a_restart_brings_old_fences_back_unless_persistence_is_safe(
     binary: str, extra: list[str], stale: bool
 ) -> None:
@@ -89,11 +91,7 @@ def test_a_restart_brings_old_fences_back_unless_persistence_is_safe(
         cache.close()
 
 
-@pytest.mark.parametrize(
-    ("extra", "stale"),
-    [(RDB, True), (NONE, False), (ALWAYS, False)],
-    ids=["rdb", "no-persistence", "appendfsync-always"],
-)
+@RESTARTS
 def test_a_restart_of_the_version_server_revives_a_nodes_local_entry(
     binary: str, extra: list[str], stale: bool
 ) -> None:
