@@ -112,7 +112,12 @@ class LocalGenStore:
             self._fences.clear()
 
     def close(self) -> None:
-        """Nothing to release; present for the protocol."""
+        """Drop every fence, releasing their memory (safe: a loss only causes misses).
+
+        The store stays usable, because one store may serve several caches: a cache that
+        is still open just meets lost fences and creates new ones.
+        """
+        self.clear()
 
     def _snapshot(self, key: str) -> Version:
         fence = self._current(key)

@@ -111,13 +111,6 @@ def test_forget_and_clear(store: LocalGenStore) -> None:
     assert store.snapshot("b") != b
 
 
-def test_close_is_a_harmless_no_op(store: LocalGenStore) -> None:
-    a = store.snapshot("a")
-    store.close()
-    store.close()
-    assert store.current("a") == a
-
-
 def test_threads_snapshotting_one_key_get_one_fence(store: LocalGenStore) -> None:
     threads = 16
     barrier = threading.Barrier(threads)
@@ -171,3 +164,12 @@ def test_threads_under_eviction_pressure_stay_bounded() -> None:
 def test_bad_max_keys(max_keys: object) -> None:
     with pytest.raises(ValueError, match="max_keys must be an int >= 1"):
         LocalGenStore(max_keys=max_keys)  # type: ignore[arg-type]
+
+
+def test_close_releases_the_fences_and_leaves_a_shared_store_usable() -> None:
+    store = LocalGenStore()
+    old = store.snapshot("k")
+    store.close()
+    store.close()
+    assert store.current("k") is None
+    assert store.snapshot("k") != old

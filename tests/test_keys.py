@@ -225,3 +225,8 @@ def test_long_keys_cannot_make_the_name_cache_large() -> None:
     assert ks.single(huge) == ks.single(huge) and huge not in ks._cache  # derived each time
     ks.clear()
     assert ks._chars == 0 and not ks._cache
+
+
+def test_a_namespace_that_is_not_valid_unicode_is_refused_at_construction() -> None:
+    with pytest.raises(ValueError, match="not valid Unicode"):
+        KeySpace("ns\ud800")
