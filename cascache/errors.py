@@ -38,7 +38,19 @@ class ReplicationError(CascacheError):
     """
 
 
-class OpError(CascacheError):
+class _KeyedError(CascacheError):
+    """An error of one operation on one key or a batch of keys: sets ``op``, ``keys`` and
+    ``key`` the same way for every such error, and starts the message with the call."""
+
+    def __init__(self, op: str, key: str | Sequence[str], detail: str) -> None:
+        self.op = op
+        self.keys: tuple[str, ...] = (key,) if isinstance(key, str) else tuple(key)
+        self.key = key if isinstance(key, str) else describe_keys(self.keys)
+        named = _quoted(key) if isinstance(key, str) else self.key
+        super().__init__(f"cascache {op}({named}){detail}")
+
+
+class OpError(_KeyedError):
     """An operation failed because a store failed.
 
     Attributes:
@@ -51,28 +63,22 @@ class OpError(CascacheError):
     """
 
     def __init__(self, op: str, key: str | Sequence[str], cause: BaseException) -> None:
-        self.op = op
-        self.keys: tuple[str, ...] = (key,) if isinstance(key, str) else tuple(key)
-        self.key = key if isinstance(key, str) else describe_keys(self.keys)
+        super().__init__(op, key, f" failed: {describe_error(cause)}")
         self.cause = cause
         self.__cause__ = cause
-        super().__init__(f"cascache {op}({_named(key)}) failed: {describe_error(cause)}")
 
 
-class ClosedError(CascacheError):
+class ClosedError(_KeyedError):
     """An operation was called on a cache after ``close()``.
 
     Attributes:
         op: the operation that was refused.
-        keys: the logical keys it was given (none for ``close``-time checks of no key).
+        keys: the logical keys it was given, in order.
         key: the logical key, or for a batch a bounded text as in :class:`OpError`.
     """
 
     def __init__(self, op: str, key: str | Sequence[str]) -> None:
-        self.op = op
-        self.keys: tuple[str, ...] = (key,) if isinstance(key, str) else tuple(key)
-        self.key = key if isinstance(key, str) else describe_keys(self.keys)
-        super().__init__(f"cascache {op}({_named(key)}): the cache is closed")
+        super().__init__(op, key, ": the cache is closed")
 
 
 class InvalidateError(CascacheError):
@@ -98,7 +104,7 @@ class InvalidateError(CascacheError):
         detail = f"advance failed: {describe_error(advance_error)}"
         if delete_error is not None:
             detail += f"; delete failed: {describe_error(delete_error)}"
-        super().__init__(f"cascache invalidate({_named(key)}) failed: {detail}")
+        super().__init__(f"cascache invalidate({_quoted(key)}) failed: {detail}")
         self.op = "invalidate"
         self.key = key
         self.keys: tuple[str, ...] = (key,)
@@ -137,7 +143,3 @@ def describe_error(error: BaseException) -> str:
 def _quoted(key: str) -> str:
     text = repr(key)
     return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 4] + "...'"
-
-
-def _named(key: str | Sequence[str]) -> str:
-    return _quoted(key) if isinstance(key, str) else describe_keys(tuple(key))

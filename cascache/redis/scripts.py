@@ -187,8 +187,10 @@ def mget(client: Client, keys: Sequence[str]) -> list[object]:
     """
     if not keys:
         return []
-    if isinstance(client, redis.cluster.RedisCluster):
+    if isinstance(client, redis.cluster.RedisCluster) and len(keys) > 1:
         return list(client.mget_nonatomic(list(keys)))
+    # One key is one slot, so a plain MGET works on a cluster too, without the per-slot
+    # grouping and pipeline of mget_nonatomic (the shared-versions read path sends one).
     return list(client.mget(list(keys)))
 
 
