@@ -49,6 +49,9 @@ class Core(SingleCore[V]):
         self.read_seed = BatchReadSeed(options.batch_read_seed)
         self.write_seed = BatchWriteSeed(options.batch_write_seed)
         self._warned_local = False
+        self.batch_reader: BatchReader | None = (
+            self.reader if isinstance(self.reader, BatchReader) else None
+        )
 
     def get_many(self, keys: Iterable[str]) -> Step[tuple[dict[str, V], list[str]]]:
         """The servable values of ``keys`` and, in request order, the keys that missed."""
@@ -57,11 +60,14 @@ class Core(SingleCore[V]):
         if self.disabled or not wanted:
             return {}, wanted
         found: dict[str, V] = {}
+        fences: dict[str, Version | None] | None = None
         if self.batching and len(wanted) > 1:
-            found = yield from self.read_batch(wanted)
+            found, fences = yield from self.read_batch(wanted)
         rest = [self.keys.single(key) for key in wanted if key not in found]
         if rest:
-            found.update((yield from self.read_singles("get_many", rest)))
+            # The fences read with the batch entry serve the single entries too: the keys'
+            # fences are read once, and a missing batch entry costs one more round trip.
+            found.update((yield from self.read_singles("get_many", rest, fences)))
         return found, [key for key in wanted if key not in found]
 
     def snapshot_versions(self, keys: Iterable[str]) -> Step[dict[str, Version]]:
@@ -169,15 +175,18 @@ class Core(SingleCore[V]):
 
     # -- steps ------------------------------------------------------------------------
 
-    def read_batch(self, wanted: Sequence[str]) -> Step[dict[str, V]]:
-        """Members served from the batch entry for ``wanted``; drops the entry unless all are."""
+    def read_batch(
+        self, wanted: Sequence[str]
+    ) -> Step[tuple[dict[str, V], dict[str, Version | None] | None]]:
+        """Members served from the batch entry for ``wanted`` (the entry is dropped unless all
+        are), and the current fences of ``wanted`` if this step read them."""
         self.note_local_batch()
         name = self.keys.batch(wanted)
         cks = {key: self.keys.single(key) for key in wanted}
         fences: dict[str, Version | None] | None = None
-        reader = self.reader
+        reader = self.batch_reader
         try:
-            if isinstance(reader, BatchReader):
+            if reader is not None:
                 # One round trip: the fences of the requested keys are known up front.
                 both = list(cks.values())
                 blob, got = yield from perform(
@@ -193,21 +202,21 @@ class Core(SingleCore[V]):
         except Exception as exc:
             raise OpError("get_many", wanted, exc) from exc
         if blob is None:
-            return {}
+            return {}, fences
         try:
             members = decode_batch(blob)
         except WireError as exc:
             yield from self.drop_batch(wanted, name, f"corrupt batch entry: {exc}")
-            return {}
+            return {}, fences
         if sorted(m.key for m in members) != sorted(wanted):
             yield from self.drop_batch(wanted, name, "batch entry holds another member set")
-            return {}
+            return {}, fences
         if fences is None:
             try:
                 got = yield from self.current_many([cks[m.key] for m in members])
             except Exception as exc:
                 call_hook(self.hooks.version_snapshot_error, "get_many", keys_text(wanted), exc)
-                return {}
+                return {}, None
             fences = {m.key: fence for m, fence in zip(members, got, strict=True)}
         served: dict[str, V] = {}
         fresh: list[tuple[CacheKey, Member]] = []
@@ -223,7 +232,7 @@ class Core(SingleCore[V]):
             reasons = "; ".join(rejected)
             yield from self.drop_batch(wanted, name, f"members not servable: {reasons}")
         yield from self.seed_after_read(fresh)
-        return served
+        return served, fences
 
     def servable(
         self, members: Sequence[Member], fences: Sequence[Version | None]

@@ -34,9 +34,9 @@ single-key step as one atomic effect instead, with the same meaning.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence, Sized
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from enum import StrEnum
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from cascache.codec import Codec
 from cascache.effects import Effect, Step, perform
@@ -92,6 +92,14 @@ class SingleCore(Generic[V]):
         self.options = options
         self.keys = KeySpace(options.namespace)
         self.provider: Provider = options.provider
+        # What the value store can do beyond the Provider basics, decided once: checking
+        # a runtime-checkable protocol costs microseconds, on every batch call otherwise.
+        self.many_provider: ManyProvider | None = (
+            options.provider if isinstance(options.provider, ManyProvider) else None
+        )
+        self.bulk_provider: BulkDeleteProvider | None = (
+            options.provider if isinstance(options.provider, BulkDeleteProvider) else None
+        )
         self.codec: Codec[V] = options.codec
         self.gens: GenStore = (
             options.gen_store if options.gen_store is not None else LocalGenStore()
@@ -149,7 +157,10 @@ class SingleCore(Generic[V]):
         frame, current = yield from self.read_single("get", ck)
         if frame is None:
             return None
-        return (yield from self.accept("get", ck, frame, current))
+        hit, reason = self.judge("get", ck, frame, current)
+        if reason is not None:
+            yield from self.drop("get", ck.key, ck.value, reason)
+        return hit
 
     def snapshot_version(self, key: str) -> Step[Version]:
         """The key's current fence, created if missing; take it *before* loading the source."""
@@ -265,16 +276,22 @@ class SingleCore(Generic[V]):
             except Exception as exc:
                 raise OpError(op, ck.key, exc) from exc
         try:
-            frame = yield from perform(
-                self.values("get", [ck.value], lambda: self.provider.get(ck.value))
+            frame = cast(
+                "bytes | None",
+                (yield self.values("get", (ck.value,), lambda: self.provider.get(ck.value))),
             )
         except Exception as exc:
             raise OpError(op, ck.key, exc) from exc
         if frame is None:
             return None, None
         try:
-            current = yield from perform(
-                self.versions("current", [ck.version], lambda: self.gens.current(ck.version))
+            current = cast(
+                "Version | None",
+                (
+                    yield self.versions(
+                        "current", (ck.version,), lambda: self.gens.current(ck.version)
+                    )
+                ),
             )
         except Exception as exc:
             # Fail closed: without the current fence nothing can be served.
@@ -282,12 +299,27 @@ class SingleCore(Generic[V]):
             return None, None
         return frame, current
 
-    def read_singles(self, op: str, cks: Sequence[CacheKey]) -> Step[dict[str, V]]:
-        """Validated values of several keys, read in one interaction per store."""
+    def read_singles(
+        self,
+        op: str,
+        cks: Sequence[CacheKey],
+        fences: Mapping[str, Version | None] | None = None,
+    ) -> Step[dict[str, V]]:
+        """Validated values of several keys, read in one interaction per store.
+
+        ``fences``: the keys' current fences, when this operation has already read them
+        (``get_many`` reads them with the batch entry). Then only the frames are read, and
+        judged against those fences: they were read after the operation started, so an
+        invalidate that returned before it had already replaced them, and every entry
+        written under an older fence misses, as it would against fences read later.
+        """
         if not cks:
             return {}
         pairs: list[tuple[bytes | None, Version | None]]
-        if self.reader is not None:
+        if fences is not None:
+            frames = yield from self.read_frames(op, cks)
+            pairs = [(frame, fences[ck.key]) for ck, frame in zip(cks, frames, strict=True)]
+        elif self.reader is not None:
             reader = self.reader
             try:
                 pairs = yield from perform(
@@ -313,27 +345,34 @@ class SingleCore(Generic[V]):
             yield from self.drop_many(op, dropped)
         return found
 
+    def read_frames(self, op: str, cks: Sequence[CacheKey]) -> Step[list[bytes | None]]:
+        """The stored frames of several keys, in order, in one value-store interaction."""
+        names = [ck.value for ck in cks]
+        provider, many = self.provider, self.many_provider
+        try:
+            if many is not None:
+                return (
+                    yield from perform(
+                        self.values(
+                            "get_many",
+                            names,
+                            lambda: counted("get_many", names, many.get_many(names)),
+                        )
+                    )
+                )
+            return (
+                yield from perform(
+                    self.values("get_many", names, lambda: [provider.get(n) for n in names])
+                )
+            )
+        except Exception as exc:
+            raise OpError(op, [ck.key for ck in cks], exc) from exc
+
     def read_frames_then_fences(
         self, op: str, cks: Sequence[CacheKey]
     ) -> Step[list[tuple[bytes | None, Version | None]]]:
         """Generic many-key read: frames from the value store, then the fences of those found."""
-        names = [ck.value for ck in cks]
-        provider = self.provider
-        try:
-            if isinstance(provider, ManyProvider):
-                frames = yield from perform(
-                    self.values(
-                        "get_many",
-                        names,
-                        lambda: counted("get_many", names, provider.get_many(names)),
-                    )
-                )
-            else:
-                frames = yield from perform(
-                    self.values("get_many", names, lambda: [provider.get(n) for n in names])
-                )
-        except Exception as exc:
-            raise OpError(op, [ck.key for ck in cks], exc) from exc
+        frames = yield from self.read_frames(op, cks)
         present = [ck for ck, frame in zip(cks, frames, strict=True) if frame is not None]
         if not present:
             return [(None, None)] * len(cks)
@@ -430,11 +469,11 @@ class SingleCore(Generic[V]):
     def drop_many(self, op: str, dropped: Sequence[tuple[CacheKey, str]]) -> Step[None]:
         """Delete several unservable entries in one value-store interaction."""
         names = [ck.value for ck, _ in dropped]
-        provider = self.provider
+        provider, bulk = self.provider, self.bulk_provider
         try:
-            if isinstance(provider, BulkDeleteProvider):
+            if bulk is not None:
                 yield from perform(
-                    self.values("delete_many", names, lambda: provider.delete_many(names))
+                    self.values("delete_many", names, lambda: bulk.delete_many(names))
                 )
             else:
                 yield from perform(

@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
 from typing import Generic, TypeVar, cast
 
 R = TypeVar("R")
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
 class Effect(Generic[R]):
     """One atomic interaction with one store, not yet performed.
 
@@ -33,12 +31,22 @@ class Effect(Generic[R]):
         op: the store operation, for example ``"get"`` or ``"advance"``.
         keys: the storage keys it touches (for traces and fault injection).
         run: performs it and returns its result.
+
+    A plain slotted class rather than a frozen dataclass: every operation builds one per
+    store interaction, and a frozen dataclass's constructor costs three times as much.
+    Nothing changes an effect after it is built.
     """
 
-    target: str
-    op: str
-    keys: tuple[str, ...]
-    run: Callable[[], R] = field(repr=False)
+    __slots__ = ("keys", "op", "run", "target")
+
+    def __init__(self, target: str, op: str, keys: tuple[str, ...], run: Callable[[], R]) -> None:
+        self.target = target
+        self.op = op
+        self.keys = keys
+        self.run = run
+
+    def __repr__(self) -> str:
+        return f"Effect(target={self.target!r}, op={self.op!r}, keys={self.keys!r})"
 
 
 Step = Generator[Effect[object], object, T]
@@ -47,8 +55,9 @@ Step = Generator[Effect[object], object, T]
 
 def perform(effect: Effect[R]) -> Generator[Effect[object], object, R]:
     """Yield one effect from a protocol generator and return its typed result."""
-    result = yield cast(Effect[object], effect)
-    return cast(R, result)
+    # String casts: ``Effect[object]`` written out would build a generic alias per call.
+    result = yield cast("Effect[object]", effect)
+    return cast("R", result)
 
 
 class _Stopped(Exception):

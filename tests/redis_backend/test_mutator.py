@@ -10,6 +10,8 @@ import pytest
 import redis
 import redis.cluster
 
+import cascache
+import cascache.redis
 from cascache.errors import ConfigError
 from cascache.fence import Version, new_fence
 from cascache.keys import CacheKey, KeySpace
@@ -446,3 +448,27 @@ def test_config_errors_name_the_mutator(fake_redis: fakeredis.FakeRedis) -> None
 
 def test_wait_timeout_defaults_to_one_second(fake_redis: fakeredis.FakeRedis) -> None:
     assert RedisKeyMutator(fake_redis, wait_replicas=1)._wait_ms == 1000
+
+
+def test_get_many_without_a_batch_entry_takes_two_round_trips(any_redis: Client) -> None:
+    """The fences come with the (missing) batch entry; the second trip reads values only."""
+    cache = cascache.redis.new(
+        cascache.redis.Options(namespace="trips", client=any_redis, codec=cascache.JsonCodec())
+    )
+    for key in ("a", "b"):
+        version = cache.snapshot_version(key)
+        cache.set_if_version(key, key.upper(), version)
+    warm_up(any_redis)
+    keys = [f"k{i}" for i in range(8)] + ["a", "b"]
+    values = {cache.core.keys.single(key).value for key in keys}
+    with count_round_trips() as log:
+        assert cache.get_many(keys) == ({"a": "A", "b": "B"}, keys[:-2])
+    if primaries(any_redis) == 1:
+        assert log.trips == [["MGET", "MGET"], ["MGET"]]
+        # The second trip reads exactly the value keys: no fence is read twice.
+        assert {key.decode() for key in log.requests[-1][0][1:]} == values
+    else:
+        # A cluster reads the batch entry alone, then each node's values and fences.
+        assert log.trips[0] == ["MGET"]
+        assert all(set(trip) == {"MGET"} for trip in log.trips)
+        assert log.round_trips <= 1 + primaries(any_redis)
