@@ -241,7 +241,7 @@ class Core(SingleCore[V]):
         as a single entry: each verdict is the member's value in a 1-tuple, or why not."""
         guard = self.options.batch_read_guard
         return [
-            self.verdict("get_many", m.key, m.fence, fence, m.payload, guard)
+            self.verdict("get_many", m.key, m.fence.to_bytes(), fence, m.payload, guard)
             for m, fence in zip(members, fences, strict=True)
         ]
 

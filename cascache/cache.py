@@ -62,7 +62,7 @@ class CAS(Generic[V]):
         trouble is a miss; with ``cascache.redis.new`` one Redis read serves both, and its
         failure raises ``OpError``.
         """
-        return drive(self.core.get(key))
+        return drive(self.core.lookup(key))[0]
 
     def snapshot_version(self, key: str) -> Version:
         """The key's current version (created if missing). Call it *before* loading the source.

@@ -713,7 +713,7 @@ class JsonCodec(Generic[V]):
 
     def decode(self, data: bytes) -> V:
         """The value in ``data``; invalid JSON, or JSON that does not fit, is a ``CodecError``."""
-        raw = _as_bytes(self._name, data)
+        raw = data if type(data) is bytes else _as_bytes(self._name, data)
         try:
             # Decode the text explicitly: json.loads would also guess UTF-16 and UTF-32.
             text = raw.decode("utf-8")

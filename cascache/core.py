@@ -58,7 +58,7 @@ from cascache.mutator import KeyInvalidator, KeyReader, KeyWriter
 from cascache.options import TTL, Options, ttl_seconds, validate
 from cascache.provider import BulkDeleteProvider, ManyProvider, Provider
 from cascache.results import Hit, WriteOutcome, WriteResult
-from cascache.wire import decode_single, encode_single
+from cascache.wire import encode_single, split_single
 
 V = TypeVar("V")
 R = TypeVar("R")
@@ -149,18 +149,25 @@ class SingleCore(Generic[V]):
 
     def get(self, key: str) -> Step[Hit[V] | None]:
         """The cached value of ``key`` if its stamp is the current fence, else ``None``."""
+        hit, _ = yield from self.lookup(key)
+        return hit
+
+    def lookup(self, key: str) -> Step[tuple[Hit[V] | None, Version | None]]:
+        """``get``, and the current fence the read delivered (``None`` if it read none): a
+        miss that read the fence has read what a snapshot taken at that moment would have
+        returned. The sync ``get`` drives this step directly (one generator less)."""
         key = canonical_key("get", key)
         self.check_open("get", key)
         if self.disabled:
-            return None
+            return None, None
         ck = self.keys.single(key)
         frame, current = yield from self.read_single("get", ck)
         if frame is None:
-            return None
+            return None, current
         hit, reason = self.judge("get", ck, frame, current)
         if reason is not None:
             yield from self.drop("get", ck.key, ck.value, reason)
-        return hit
+        return hit, current
 
     def snapshot_version(self, key: str) -> Step[Version]:
         """The key's current fence, created if missing; take it *before* loading the source."""
@@ -239,24 +246,29 @@ class SingleCore(Generic[V]):
     def get_or_load(self, key: str, loader: Callable[[], V], ttl: float | None) -> Step[V]:
         """The safe fill path: get, else snapshot, load, conditional store; returns the value.
 
+        A miss whose read delivered the key's current fence (an entry that did not serve,
+        or a one-server read of entry and fence together) loads under that fence: it was
+        read before the load, exactly as a snapshot finding a fence would have returned
+        it, so the separate snapshot is only taken when the read delivered none.
+
         Cache trouble never hides the source: if a cache step fails, the value still comes
         from ``loader`` and the failure is reported to ``hooks.cleanup_error``.
         """
         key = canonical_key("get_or_load", key)
         self.check_open("get_or_load", key)
+        hit: Hit[V] | None = None
+        version: Version | None = None
         try:
-            hit = yield from self.get(key)
+            hit, version = yield from self.lookup(key)
         except CascacheError as exc:
             call_hook(self.hooks.cleanup_error, "get_or_load", key, exc)
-            hit = None
         if hit is not None:
             return hit.value
-        version: Version | None
-        try:
-            version = yield from self.snapshot_version(key)
-        except CascacheError as exc:
-            call_hook(self.hooks.cleanup_error, "get_or_load", key, exc)
-            version = None
+        if version is None:
+            try:
+                version = yield from self.snapshot_version(key)
+            except CascacheError as exc:
+                call_hook(self.hooks.cleanup_error, "get_or_load", key, exc)
         value = yield from perform(Effect("source", "load", (key,), loader))
         if version is not None:
             try:
@@ -272,7 +284,10 @@ class SingleCore(Generic[V]):
         if self.reader is not None:
             reader = self.reader
             try:
-                return (yield from perform(self.both("read", ck, lambda: reader.read(ck))))
+                return cast(
+                    "tuple[bytes | None, Version | None]",
+                    (yield self.both("read", ck, lambda: reader.read(ck))),
+                )
             except Exception as exc:
                 raise OpError(op, ck.key, exc) from exc
         try:
@@ -417,7 +432,7 @@ class SingleCore(Generic[V]):
         """The value, if ``frame`` is well-formed, stamped with ``current`` and guard-approved;
         else why the entry must be dropped."""
         try:
-            stamp, payload = decode_single(frame)
+            stamp, payload = split_single(frame)
         except WireError as exc:
             return None, f"{Refusal.CORRUPT}: {exc}"
         verdict = self.verdict(op, ck.key, stamp, current, payload, self.options.read_guard)
@@ -429,17 +444,18 @@ class SingleCore(Generic[V]):
         self,
         op: str,
         key: str,
-        stamp: Version,
+        stamp: bytes,
         current: Version | None,
         payload: bytes,
         guard: Callable[[str, V], bool] | None,
     ) -> tuple[V] | str:
         """The freshness rule, for single entries and batch members alike: the value (in a
-        1-tuple, so ``None`` survives) if ``stamp`` is the current fence, the payload
-        decodes and the guard approves; otherwise why not (a :class:`Refusal`, with detail)."""
+        1-tuple, so ``None`` survives) if ``stamp`` (the fence the entry carries, as stored)
+        is the current fence, the payload decodes and the guard approves; otherwise why not
+        (a :class:`Refusal`, with detail)."""
         if current is None:
             return Refusal.LOST
-        if stamp != current:
+        if not current.matches(stamp):
             return Refusal.STALE
         try:
             value = self.codec.decode(payload)

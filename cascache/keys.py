@@ -17,6 +17,7 @@ hash in hex, so braces inside user keys can never change which part Redis hashes
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
@@ -91,7 +92,10 @@ class KeySpace:
     def __init__(self, namespace: str) -> None:
         self.namespace = canonical_namespace(namespace)
         self._frame = f"{len(self.namespace)}:{self.namespace}"
-        self._cache: dict[str, CacheKey] = {}
+        # Ordered so the oldest entry is dropped in O(1): taking the first key of a plain
+        # dict scans past every slot deleted before it, which made each new key cost
+        # microseconds once the cache was full.
+        self._cache: OrderedDict[str, CacheKey] = OrderedDict()
         self._chars = 0
 
     def single(self, key: str) -> CacheKey:
@@ -106,8 +110,7 @@ class KeySpace:
             return derived
         cache = self._cache
         while cache and (len(cache) >= KEY_CACHE_SIZE or self._chars + chars > KEY_CACHE_CHARS):
-            # Drop the oldest entry (dicts keep insertion order): cheap, and bounded.
-            self._chars -= _chars(cache.pop(next(iter(cache))))
+            self._chars -= _chars(cache.popitem(last=False)[1])
         cache[plain] = derived
         self._chars += chars
         return derived

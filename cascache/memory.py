@@ -103,7 +103,8 @@ class MemoryProvider:
 
     def get(self, key: str) -> bytes | None:
         """The bytes stored under ``key``, or ``None`` when absent or expired."""
-        _check_key(key)
+        if type(key) is not str:
+            _check_key(key)
         with self._lock:
             self._begin()
             return self._get(key)

@@ -143,6 +143,13 @@ class _Reader:
 
 def decode_single(data: bytes) -> tuple[Version, bytes]:
     """The fence and payload of a single frame; raises ``WireError`` on anything malformed."""
+    stamp, payload = split_single(data)
+    return Version(stamp), payload
+
+
+def split_single(data: bytes) -> tuple[bytes, bytes]:
+    """:func:`decode_single`, with the fence as the 16 bytes the frame holds (what a read
+    compares with :meth:`Version.matches`)."""
     # Every read of a hit comes through here: check a well-formed frame in one unpack and
     # one checksum, and leave naming what is wrong with a malformed one to the reader.
     if type(data) is bytes and len(data) >= _SINGLE.size + 4:
@@ -153,10 +160,10 @@ def decode_single(data: bytes) -> tuple[Version, bytes]:
             and length == end - _SINGLE.size
             and zlib.crc32(memoryview(data)[:end]) == _U32.unpack_from(data, end)[0]
         ):
-            return Version.trusted(fence), data[_SINGLE.size : end]
+            return fence, data[_SINGLE.size : end]
     reader = _Reader(data)
     reader.header(KIND_SINGLE)
-    fence = Version(reader.take(FENCE_SIZE, "fence"))
+    fence = reader.take(FENCE_SIZE, "fence")
     payload = reader.take(reader.u32("payload length"), "payload")
     reader.finish()
     return fence, payload
@@ -199,7 +206,7 @@ def _walk_batch(data: bytes, end: int) -> list[Member] | None:
             key = data[pos + 4 : fence_at].decode()
         except UnicodeDecodeError:
             return None
-        fence = Version.trusted(data[fence_at : fence_at + FENCE_SIZE])
+        fence = Version(data[fence_at : fence_at + FENCE_SIZE])
         pos = payload_at + payload_len
         members.append(Member(key, fence, data[payload_at:pos]))
     return members if pos == end else None

@@ -124,12 +124,24 @@ class FaultInjected(ConnectionError):
     """The error an injected store failure raises into the operation."""
 
 
+def single_fence(effect: Effect[object], seen: object) -> Version | None:
+    """The current fence a one-key read effect delivered (``versions.current``, or the
+    fence half of ``redis.read``), or ``None``."""
+    if (effect.target, effect.op) == ("versions", "current"):
+        return seen if isinstance(seen, Version) else None
+    if (effect.target, effect.op) == ("redis", "read") and isinstance(seen, tuple):
+        fence = seen[1]
+        return fence if isinstance(fence, Version) else None
+    return None
+
+
 @dataclass
 class Proc:
     """One in-flight operation, and what the model learnt from its effects so far.
 
     ``phase`` turns from ``"read"`` to ``"write"`` when the operation loads the source;
-    ``observed`` maps a version storage name to the fence a snapshot returned before that;
+    ``observed`` maps a version storage name to the fence a snapshot (or a one-key read)
+    returned before that;
     ``fenced`` holds the keys whose current fence a version read delivered; ``loaded`` the
     keys the source handed out to it (noted by the model's loader, whatever key the
     library passed).
@@ -704,6 +716,11 @@ class CacheModel(RuleBasedStateMachine):
             fences = [seen] if effect.op == "snapshot" else seen
             assert isinstance(fences, list)
             proc.observed.update(zip(effect.keys, fences, strict=True))
+        fence = single_fence(effect, seen) if proc.phase == "read" else None
+        if fence is not None:
+            # get_or_load loads under the fence its read delivered, as a snapshot would
+            # have: the write contract holds it to that fence.
+            proc.observed[effect.keys[-1]] = fence
         replied = (effect.target == "versions" and effect.op in VERSION_READS) or (
             effect.target == "redis"
             and effect.op in BOTH_READS

@@ -2227,6 +2227,53 @@ def test_get_many_judges_single_entries_by_the_fences_it_read_first(topology: To
     assert cache.get_many(["a", "b"]) == ({}, ["a", "b"])
 
 
+@pytest.mark.parametrize("topology", ["redis-fake"], indirect=True)
+def test_get_or_load_loads_under_the_fence_its_read_delivered(topology: Topology) -> None:
+    cache = topology()
+    fill(cache, "a", 1)
+    cache.invalidate("a")
+    # The read (entry and fence in one MGET) found the fence: no separate snapshot.
+    assert trace_of(cache.core.get_or_load("a", lambda: 2, None)) == [
+        ("redis", "read"),
+        ("source", "load"),
+        ("redis", "write_if_version"),
+    ]
+    assert cache.get("a") == Hit(2)
+    # A key without a fence needs one created before the load.
+    assert trace_of(cache.core.get_or_load("cold", lambda: 3, None)) == [
+        ("redis", "read"),
+        ("versions", "snapshot"),
+        ("source", "load"),
+        ("redis", "write_if_version"),
+    ]
+    assert cache.get("cold") == Hit(3)
+
+
+def test_get_or_load_reuses_the_fence_read_for_a_stale_entry() -> None:
+    cache = cascache.new(
+        cascache.Options(namespace="reuse", provider=MemoryProvider(), codec=cascache.JsonCodec())
+    )
+    fill(cache, "a", 1)
+    cache.core.gens.advance(single(cache, "a").version)  # the entry is now stale
+    assert trace_of(cache.core.get_or_load("a", lambda: 2, None)) == [
+        ("values", "get"),
+        ("versions", "current"),
+        ("values", "delete"),
+        ("source", "load"),
+        ("versions", "current"),
+        ("values", "set"),
+    ]
+    assert cache.get("a") == Hit(2)
+    # Without an entry the fence is not read with it, so the snapshot is taken.
+    assert trace_of(cache.core.get_or_load("b", lambda: 3, None)) == [
+        ("values", "get"),
+        ("versions", "snapshot"),
+        ("source", "load"),
+        ("versions", "current"),
+        ("values", "set"),
+    ]
+
+
 class PlainProvider:
     """A provider with only the required methods (no ``get_many``, ``delete_many``, ``add``)."""
 

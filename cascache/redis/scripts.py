@@ -318,4 +318,4 @@ def parse_fence(reply: object, key: str) -> Version | None:
     raw = as_bytes(reply, key)
     if raw is None or len(raw) != FENCE_SIZE:
         return None
-    return Version.trusted(raw) if type(raw) is bytes else Version.from_bytes(raw)
+    return Version.from_bytes(raw)
