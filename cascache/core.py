@@ -44,6 +44,7 @@ from cascache.errors import (
     CascacheError,
     ClosedError,
     CodecError,
+    ConfigError,
     InvalidateError,
     OpError,
     ReplyError,
@@ -142,8 +143,9 @@ class SingleCore(Generic[V]):
 
     def both(self, op: str, ck: CacheKey | Sequence[CacheKey], run: Callable[[], R]) -> Effect[R]:
         """One atomic effect on a key's value and version together (a mutator)."""
-        cks = [ck] if isinstance(ck, CacheKey) else ck
-        return Effect("redis", op, tuple(k for c in cks for k in (c.value, c.version)), run)
+        if isinstance(ck, CacheKey):
+            return Effect("redis", op, (ck.value, ck.version), run)
+        return Effect("redis", op, tuple(k for c in ck for k in (c.value, c.version)), run)
 
     # -- single-key operations ----------------------------------------------------------
 
@@ -565,8 +567,15 @@ class SingleCore(Generic[V]):
     def ttl(self, op: str, ttl: TTL | None, key: object = None) -> float | None:
         """Normalise a per-call TTL (seconds or ``timedelta``); ``None`` means the default.
         A bad one raises ``ConfigError`` naming ``op`` and, for a single-key call, ``key``."""
-        call = f"{op}({describe_keys([key])})" if isinstance(key, str) else op
-        return ttl_seconds(f"cascache {call} ttl", ttl)
+        if ttl is None:
+            return None
+        try:
+            return ttl_seconds("ttl", ttl)
+        except ConfigError:
+            # Name the call only when it is wrong: describing the key on every call would
+            # cost more than the rest of a cache hit.
+            call = f"{op}({describe_keys([key])})" if isinstance(key, str) else op
+            return ttl_seconds(f"cascache {call} ttl", ttl)
 
 
 def counted(store_op: str, asked: Sized, reply: L) -> L:

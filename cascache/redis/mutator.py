@@ -30,6 +30,7 @@ from cascache.redis.scripts import (
     as_bytes,
     check_version_ttl,
     mget,
+    mget_one_slot,
     parse_fence,
     pipeline,
     px_millis,
@@ -79,7 +80,7 @@ class RedisKeyMutator(ClientUser):
 
         Both keys share a hash slot, so this is a single-slot MGET even on a cluster.
         """
-        frame, fence = self._client.mget([key.value, key.version])
+        frame, fence = mget_one_slot(self._client, (key.value, key.version))
         return as_bytes(frame, key.value), parse_fence(fence, key.version)
 
     def read_many(self, keys: Sequence[CacheKey]) -> list[tuple[bytes | None, Version | None]]:
