@@ -24,6 +24,9 @@ writer observed *before* reading the source of truth.
 * **set_if_version**: store the value stamped with the *observed* fence, and only if that
   fence is still current. Generic topologies check, then write: if an invalidate lands in
   between, the entry carries the old fence and no reader will ever serve it.
+* **get_or_load**: get; on a miss, load under the fence the read delivered (read before
+  the load, so it is what a snapshot at that moment returns), or under a snapshot if the
+  read delivered none; then the conditional store.
 * **invalidate**: advance the fence first, then delete the entry. Once the advance has
   succeeded, every older snapshot has lost; if it failed, ``invalidate`` raises even when
   the delete succeeded, because nothing guarantees freshness until a retry succeeds.
