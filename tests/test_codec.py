@@ -259,6 +259,24 @@ def test_plain_json_decode_errors_are_codec_errors(data: bytes, fragment: str) -
     assert fragment in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "data",
+    [b" [1, 2]", b"[1, 2] ", b"\t{}\n", b"[1,2]  ", b'"x"', b"12", b"1e3", b"true", b"null"],
+)
+def test_json_decode_agrees_with_json_loads(data: bytes) -> None:
+    """The scanner path and json.loads give the same values (whitespace included)."""
+    assert JsonCodec[object]().decode(data) == json.loads(data)
+
+
+@pytest.mark.parametrize("data", [b"[1] x", b"1 2", b"{} {}", b"[1]]", b" ", b"\n"])
+def test_json_decode_refuses_what_json_loads_refuses_with_its_message(data: bytes) -> None:
+    with pytest.raises(json.JSONDecodeError) as expected:
+        json.loads(data)
+    with pytest.raises(CodecError) as got:
+        JsonCodec[object]().decode(data)
+    assert str(got.value).endswith(str(expected.value))
+
+
 def test_decode_accepts_bytes_like_data_but_nothing_else() -> None:
     codec: JsonCodec[object] = JsonCodec()
     assert codec.decode(bytearray(b"[1]")) == [1]  # type: ignore[arg-type]

@@ -62,6 +62,12 @@ def test_new_fences_are_distinct() -> None:
     assert len({new_fence() for _ in range(1000)}) == 1000
 
 
+def test_matches_compares_with_a_stored_fence() -> None:
+    assert Version(RAW).matches(RAW)
+    assert not Version(RAW).matches(bytes(16))
+    assert not Version(RAW).matches(RAW[:-1])
+
+
 def test_from_bytes_accepts_bytes_like() -> None:
     assert Version.from_bytes(bytearray(RAW)) == Version(RAW)  # type: ignore[arg-type]
     assert Version.from_bytes(memoryview(RAW)) == Version(RAW)  # type: ignore[arg-type]

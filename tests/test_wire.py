@@ -19,10 +19,12 @@ from cascache.wire import (
     KIND_SINGLE,
     MAGIC,
     Member,
+    _read_batch,
     decode_batch,
     decode_single,
     encode_batch,
     encode_single,
+    split_single,
 )
 
 fences = st.binary(min_size=FENCE_SIZE, max_size=FENCE_SIZE).map(Version)
@@ -120,6 +122,34 @@ def test_a_flipped_digit_that_still_parses_is_caught_by_the_checksum() -> None:
     frame[i] = ord("9")  # still valid JSON, a different price
     with pytest.raises(WireError, match="checksum"):
         decode_single(bytes(frame))
+
+
+@given(fences, payloads)
+def test_split_single_gives_the_stored_fence_bytes(fence: Version, payload: bytes) -> None:
+    assert split_single(encode_single(fence, payload)) == (fence.to_bytes(), payload)
+
+
+@given(st.lists(members, max_size=5), st.data())
+def test_the_batch_fast_path_agrees_with_the_checked_reader(
+    batch: list[Member], data: st.DataObject
+) -> None:
+    """decode_batch walks a well-formed frame with plain offsets; whatever it accepts, the
+    bounds-checked reader must decode the same, and what it rejects the reader names."""
+    frame = bytearray(encode_batch(batch))
+    if frame and data.draw(st.booleans()):
+        # Change a byte and re-seal, so the checks behind the checksum are reached.
+        at = data.draw(st.integers(0, len(frame) - 5))
+        frame[at] ^= data.draw(st.integers(1, 255))
+        frame = bytearray(seal(bytes(frame[:-4])))
+    try:
+        expected: object = _read_batch(bytes(frame))
+    except WireError as exc:
+        expected = str(exc)
+    try:
+        got: object = decode_batch(bytes(frame))
+    except WireError as exc:
+        got = str(exc)
+    assert got == expected
 
 
 @given(st.binary(max_size=120))
