@@ -286,6 +286,8 @@ class SingleCore(Generic[V]):
 
     def read_single(self, op: str, ck: CacheKey) -> Step[tuple[bytes | None, Version | None]]:
         """The key's stored frame and current fence (the fence is not read on a miss)."""
+        # Every read comes through here, so it yields its effects itself: ``perform``
+        # would add a generator per effect.
         if self.reader is not None:
             reader = self.reader
             try:
@@ -421,15 +423,6 @@ class SingleCore(Generic[V]):
                 )
             )
         )
-
-    def accept(
-        self, op: str, ck: CacheKey, frame: bytes, current: Version | None
-    ) -> Step[Hit[V] | None]:
-        """Serve ``frame`` only if :meth:`judge` says so; otherwise drop the entry and miss."""
-        hit, reason = self.judge(op, ck, frame, current)
-        if reason is not None:
-            yield from self.drop(op, ck.key, ck.value, reason)
-        return hit
 
     def judge(
         self, op: str, ck: CacheKey, frame: bytes, current: Version | None
