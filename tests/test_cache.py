@@ -2211,6 +2211,19 @@ def test_get_many_without_a_batch_entry_reads_the_fences_once(topology: Topology
 
 
 @pytest.mark.parametrize("topology", ["redis-fake"], indirect=True)
+@pytest.mark.parametrize("batch", [True, False])
+def test_get_many_without_batch_fences_reads_entries_and_fences_together(
+    topology: Topology, batch: bool
+) -> None:
+    """One key (no batch entry is read) or batching off: one read_many of both."""
+    cache = topology(disable_batch=not batch)
+    fill(cache, "a", 1)
+    keys = ["a"] if batch else ["a", "b"]
+    assert trace_of(cache.core.get_many(keys)) == [("redis", "read_many")]
+    assert cache.get_many(keys) == ({"a": 1}, keys[1:])
+
+
+@pytest.mark.parametrize("topology", ["redis-fake"], indirect=True)
 def test_get_many_judges_single_entries_by_the_fences_it_read_first(topology: Topology) -> None:
     """An entry written after the fences were read, under a newer fence, misses (safe)."""
     cache = topology()
