@@ -21,7 +21,7 @@ redis ``get_many(32)`` batch hit, JSON      ``MGET`` of 32 + 32 ``json.loads``  
 write + ``invalidate``, 1,000 keys, redis   a miss load + ``json.dumps`` + ``SET PX``;      (ops/s)
                                             write = ``DEL``
 heap per cached key, local topology         ``cachetools.TTLCache`` holding the same        <= 1.25x
-(``MemoryProvider`` + ``LocalGenStore``)    encoded values under the same keys
+(``LocalStore``)                            encoded values under the same keys
 ==========================================  ==============================================  ========
 
 **Latency rows** (all but the last two). Each contender's call is timed with
@@ -32,8 +32,9 @@ nothing (measured at the start, shown as "timer overhead"). ``json.dumps`` in a 
 is a prebuilt compact encoder producing exactly the bytes ``JsonCodec`` stores (checked),
 the fastest honest way to write it; ``json.loads`` is the plain function.
 
-* *local get*: one key, filled once; cascache ``get`` on ``cascache.new`` with a
-  ``MemoryProvider``, a private ``LocalGenStore`` and ``JsonCodec()``.
+* *local rows*: ``cascache.new`` on a ``LocalStore`` (the in-process store the README
+  recommends: each key's frame and version in one record) with ``JsonCodec()``.
+* *local get*: one key, filled once; cascache ``get``.
 * *local get_or_load miss + fill*: every timed call, for both, is on a key never used
   before (fresh names are made outside the timing), so it misses, calls the loader (a
   function returning the value object), encodes and stores.
@@ -68,9 +69,10 @@ filling it with N keys (20,000), GC collected at both ends. The caller builds th
 and the value objects beforehand and keeps them alive for both, so neither is counted.
 Each cache holds what it caches: the ``TTLCache`` (``maxsize`` unbounded, ``ttl`` 300 s)
 the values' JSON bytes, encoded during its fill; cascache (filled by
-``snapshot_version`` + ``set_if_version`` with the same TTL) its framed copy of them, its
-storage names, its entries and one fence per key, all counted (the issue measured 1.76x,
-1,027 B/key, this way). For scale the row also reports a ``TTLCache`` that only
+``snapshot_version`` + ``set_if_version`` with the same TTL) its framed copy of them,
+its records with one fence per key, and the storage names it keeps, all counted (the
+issue measured 1.76x, 1,027 B/key, this way, on a ``MemoryProvider`` and a
+``LocalGenStore``). For scale the row also reports a ``TTLCache`` that only
 references bytes the caller keeps alive (its structure alone).
 
 The Redis server is one this script starts on a free loopback port (``tests/servers.py``,
@@ -178,7 +180,7 @@ REDIS_GET_MANY = f"redis get_many({BATCH_SIZE}) batch hit"
 THREAD_MIX = (
     f"{THREADS} threads, 90% get_or_load / 10% write+invalidate, {THREAD_KEYS:,} keys (redis)"
 )
-HEAP = "heap per cached key, local (MemoryProvider + LocalGenStore)"
+HEAP = "heap per cached key, local (LocalStore)"
 
 TARGETS: dict[str, float] = {
     LOCAL_GET: 1.5,
@@ -237,13 +239,13 @@ def fill(cache: CAS[Any], key: str, value: object, ttl: float | None = None) -> 
     return version
 
 
-def local_cache(namespace: str, provider: cascache.MemoryProvider | None = None) -> CAS[Any]:
-    """The local topology: ``cascache.new`` with in-process stores and ``JsonCodec()``."""
+def local_cache(namespace: str, store: cascache.LocalStore | None = None) -> CAS[Any]:
+    """The local topology: ``cascache.new`` on a ``LocalStore`` with ``JsonCodec()``."""
     codec: cascache.JsonCodec[Any] = cascache.JsonCodec()
     return cascache.new(
         cascache.Options(
             namespace=namespace,
-            provider=cascache.MemoryProvider() if provider is None else provider,
+            provider=cascache.LocalStore() if store is None else store,
             codec=codec,
         )
     )
@@ -731,7 +733,7 @@ def measure_heap(n: int, ttl: float, size: int, token: str) -> HeapResult:
 
     def build_cascache() -> CAS[Any]:
         # Never evicts: the bound is far above what N entries cost.
-        cache = local_cache(f"cascache-bench-heap-{token}", cascache.MemoryProvider(1 << 40))
+        cache = local_cache(f"cascache-bench-heap-{token}", cascache.LocalStore(1 << 40))
         for key, value in zip(keys, values, strict=True):
             fill(cache, key, value, ttl)
         return cache

@@ -20,6 +20,7 @@ from cascache.errors import (
 from cascache.fence import Version
 from cascache.genstore import GenStore, LocalGenStore
 from cascache.hooks import Hooks, LoggingHooks, fan_out
+from cascache.local import LocalStore
 from cascache.memory import MemoryProvider
 from cascache.mutator import KeyInvalidator, KeyReader, KeyWriter
 from cascache.options import TTL, BatchReadSeed, BatchWriteSeed, Options
@@ -49,6 +50,7 @@ __all__ = [
     "KeyWriter",
     "LimitedCodec",
     "LocalGenStore",
+    "LocalStore",
     "LoggingHooks",
     "ManyProvider",
     "MemoryProvider",

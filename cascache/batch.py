@@ -21,6 +21,7 @@ from cascache.fence import Version, new_fence
 from cascache.genstore import LocalGenStore
 from cascache.hooks import call_hook
 from cascache.keys import CacheKey, canonical_key
+from cascache.local import LocalStore
 from cascache.mutator import BatchReader
 from cascache.options import BatchReadSeed, BatchWriteSeed, Options, ttl_seconds
 from cascache.provider import AddProvider
@@ -345,6 +346,6 @@ class Core(SingleCore[V]):
 
     def note_local_batch(self) -> None:
         """Report once that batch entries are validated against a per-process version store."""
-        if not self._warned_local and isinstance(self.gens, LocalGenStore):
+        if not self._warned_local and isinstance(self.gens, LocalGenStore | LocalStore):
             self._warned_local = True
             call_hook(self.hooks.local_versions_with_batch, self.keys.namespace)

@@ -58,6 +58,7 @@ from cascache.fence import Version, new_fence
 from cascache.genstore import GenStore, LocalGenStore
 from cascache.hooks import Hooks, call_hook
 from cascache.keys import CacheKey, KeySpace, canonical_key
+from cascache.local import LocalStore
 from cascache.mutator import KeyInvalidator, KeyReader, KeyWriter
 from cascache.options import TTL, Options, ttl_seconds, validate
 from cascache.provider import BulkDeleteProvider, ManyProvider, Provider
@@ -111,6 +112,11 @@ class SingleCore(Generic[V]):
         self.reader: KeyReader | None = options.key_reader
         self.writer: KeyWriter | None = options.key_writer
         self.invalidator: KeyInvalidator | None = options.key_invalidator
+        if isinstance(options.provider, LocalStore):
+            options.provider.bind(self.keys)
+            if options.gen_store is None:
+                # Its own versions, and its single-key paths (validate saw no mutators).
+                self.gens = self.reader = self.writer = self.invalidator = options.provider
         self.hooks: Hooks = options.hooks if options.hooks is not None else Hooks()
         self.disabled = options.disabled
         self.default_ttl = ttl_seconds("Options.default_ttl", options.default_ttl)
@@ -162,11 +168,24 @@ class SingleCore(Generic[V]):
         miss that read the fence has read what a snapshot taken at that moment would have
         returned. The sync ``get`` drives this step directly (one generator less)."""
         key = canonical_key("get", key)
-        self.check_open("get", key)
+        if self.closed:
+            raise ClosedError("get", key)
         if self.disabled:
             return None, None
         ck = self.keys.single(key)
-        frame, current = yield from self.read_single("get", ck)
+        reader = self.reader
+        if reader is not None:
+            # The one-interaction read (``both``), yielded here rather than through a
+            # sub-step: this is every hit's path, and a generator frame costs a tenth of it.
+            try:
+                reply = yield Effect(
+                    "redis", "read", (ck.value, ck.version), lambda: reader.read(ck)
+                )
+            except Exception as exc:
+                raise OpError("get", key, exc) from exc
+            frame, current = cast("tuple[bytes | None, Version | None]", reply)
+        else:
+            frame, current = yield from self.read_single("get", ck)
         if frame is None:
             return None, current
         hit, reason = self.judge("get", ck, frame, current)
@@ -285,18 +304,11 @@ class SingleCore(Generic[V]):
     # -- steps shared with batch operations ---------------------------------------------
 
     def read_single(self, op: str, ck: CacheKey) -> Step[tuple[bytes | None, Version | None]]:
-        """The key's stored frame and current fence (the fence is not read on a miss)."""
-        # Every read comes through here, so it yields its effects itself: ``perform``
-        # would add a generator per effect.
-        if self.reader is not None:
-            reader = self.reader
-            try:
-                return cast(
-                    "tuple[bytes | None, Version | None]",
-                    (yield self.both("read", ck, lambda: reader.read(ck))),
-                )
-            except Exception as exc:
-                raise OpError(op, ck.key, exc) from exc
+        """The generic read of one key: its stored frame from the value store, then its
+        current fence from the version store (not read on a miss). ``lookup`` reads both
+        in one interaction instead when the cache has a key reader."""
+        # Every generic read comes through here, so it yields its effects itself:
+        # ``perform`` would add a generator per effect.
         try:
             frame = cast(
                 "bytes | None",
@@ -515,6 +527,9 @@ class SingleCore(Generic[V]):
                 )
             except Exception as exc:
                 raise OpError(op, ck.key, exc) from exc
+            if stored is None:
+                call_hook(self.hooks.provider_set_rejected, ck.key, False)
+                return WriteOutcome.PROVIDER_REJECTED
             return WriteOutcome.STORED if stored else WriteOutcome.VERSION_MISMATCH
         try:
             current = yield from perform(

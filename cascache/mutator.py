@@ -34,8 +34,10 @@ class KeyWriter(Protocol):
 
     def write_if_version(
         self, key: CacheKey, frame: bytes, version: Version, ttl: float | None
-    ) -> bool:
-        """``True`` if stored; ``False`` if the fence differed or was missing."""
+    ) -> bool | None:
+        """``True`` if stored; ``False`` if the fence differed or was missing; ``None`` if
+        the fence matched but the store refused the frame (too large), which the cache
+        reports as ``provider_rejected``."""
         ...
 
 

@@ -13,6 +13,7 @@ from cascache.errors import ConfigError
 from cascache.genstore import GenStore
 from cascache.hooks import Hooks
 from cascache.keys import canonical_namespace
+from cascache.local import LocalStore
 from cascache.mutator import KeyInvalidator, KeyReader, KeyWriter
 from cascache.provider import AddProvider, Provider
 
@@ -176,3 +177,8 @@ def validate(options: Options[V]) -> None:
     ):
         if fn is not None and not callable(fn):
             raise ConfigError(f"Options.{name} must be callable, got {fn!r}")
+    if options.compute_set_cost is not None and isinstance(options.provider, LocalStore):
+        raise ConfigError(
+            "Options.compute_set_cost does not apply to a LocalStore, which charges each "
+            "record its size in bytes (bound it with LocalStore(max_bytes=...))"
+        )

@@ -26,6 +26,7 @@ from .topology import (
     Connect,
     CoreFactory,
     Local,
+    LocalRecords,
     PerNodeLocalVersions,
     RedisFailover,
     RedisRestart,
@@ -43,6 +44,7 @@ NO_REPLICA = FAULTS - {"failover", "restart"}
 TOPOLOGIES: dict[str, tuple[bool, frozenset[str]]] = {
     # name: (needs Redis, faults the topology is expected to survive)
     "local": (False, NO_REPLICA),
+    "local-store": (False, NO_REPLICA),
     "shared-versions": (True, NO_REPLICA),
     "redis": (True, NO_REPLICA - {"clock"}),
     "per-node-local-versions": (False, NO_REPLICA),
@@ -58,6 +60,8 @@ the restart topologies persist to disk."""
 
 TOPOLOGY_HELP: dict[str, str] = {
     "local": "cascache.new, in-process stores shared by the nodes (no violation expected)",
+    "local-store": "cascache.new on one LocalStore: value and version in one record per key "
+    "(none expected)",
     "shared-versions": "a MemoryProvider per node, versions shared in Redis (none expected)",
     "redis": "cascache.redis.new: values and versions in Redis, Lua scripts (none expected)",
     "per-node-local-versions": "negative control: shared values, a version store per node "
@@ -278,6 +282,8 @@ def build(target: Target, connect: Connect | None) -> Callable[[CoreFactory], To
     nodes = target.nodes
     if target.topology == "local":
         return lambda core: Local(nodes, core)
+    if target.topology == "local-store":
+        return lambda core: LocalRecords(nodes, core)
     if target.topology == "per-node-local-versions":
         return lambda core: PerNodeLocalVersions(nodes, core)
     if connect is None:

@@ -225,6 +225,61 @@ class Local(Topology):
         self.gens.clear()
 
 
+class LocalRecords(Topology):
+    """One process, one :class:`cascache.LocalStore`: each key's frame and fence in one
+    record, read, written and invalidated in one atomic step (effects on the ``redis``
+    target, the label of every one-step effect over value and version together).
+
+    A ``LocalStore`` serves one namespace, so the alias node has a store of its own
+    (value store 1): the two namespaces share no store here, and the alias check only
+    shows that neither reads the other's records.
+    """
+
+    name = "local-store"
+
+    def __init__(self, nodes: int, core: CoreFactory) -> None:
+        # Small enough that the model's rows never evict on their own: eviction is a fault.
+        self.stores = [cascache.LocalStore(max_bytes=1 << 20, clock=self._clock) for _ in range(2)]
+        super().__init__(nodes, core)
+
+    def _clock(self) -> float:
+        return self.clock()
+
+    def options(self, node: int) -> cascache.Options[Row]:
+        return cascache.Options(
+            namespace=self.namespace_of(node),
+            provider=self.stores[self.store_of(node)],
+            codec=ROW_CODEC,
+            default_ttl=ENTRY_TTL,
+        )
+
+    def store_of(self, node: int) -> int:
+        return int(node == self.alias)
+
+    def fence(self, node: int, version_key: str) -> Version | None:
+        return self.stores[self.store_of(node)].peek(version_key)
+
+    def value_stores(self) -> int:
+        return 2
+
+    def raw(self, store: int, storage_key: str) -> bytes | None:
+        return self.stores[store].get(storage_key)
+
+    def put_raw(self, store: int, storage_key: str, data: bytes) -> None:
+        self.stores[store].set(storage_key, data, len(data), ENTRY_TTL)
+
+    def evict(self, store: int, storage_key: str) -> None:
+        self.stores[store].delete(storage_key)
+
+    def lose_version(self, version_key: str) -> None:
+        for store in self.stores:
+            store.forget(version_key)
+
+    def lose_all_versions(self) -> None:
+        for store in self.stores:
+            store.clear_versions()
+
+
 class PerNodeLocalVersions(Local):
     """Negative control: shared values, but each node keeps its *own* version store.
 

@@ -18,6 +18,7 @@ from cascache.effects import Effect, Step, perform
 from cascache.fence import FENCE_SIZE, Version
 from cascache.genstore import GenStore, LocalGenStore
 from cascache.keys import CacheKey
+from cascache.local import LocalStore
 from cascache.options import Options
 from cascache.redis import RedisGenStore, RedisKeyMutator
 from cascache.redis.scripts import LuaScript, ttl_arg
@@ -167,10 +168,40 @@ class CreatingWriter(RedisKeyMutator):
         return reply == 1
 
 
+class CreatingLocalWriter:
+    """#4 on a ``LocalStore``: the write installs the writer's expectation as the key's
+    fence when the key has none, then compares (the Lua variant's mistake, in process)."""
+
+    def __init__(self, store: LocalStore) -> None:
+        self.store = store
+
+    def write_if_version(
+        self, key: CacheKey, frame: bytes, version: Version, ttl: float | None
+    ) -> bool | None:
+        store = self.store
+        with store._lock:
+            frame_held, fence, expires = store._records.get(key.key, (None, None, None))
+            if fence is None:
+                store._install(key.key, (frame_held, version, expires))
+        return store.write_if_version(key, frame, version, ttl)
+
+
 def creating_writer(options: Options[Row]) -> Core[Row]:
-    """Wire #4 into the Redis topology in place of the production mutator's write."""
+    """Wire #4 in place of the production single-key write: the Lua script on the Redis
+    topology, the record update on the local-store topology."""
+    store = options.provider
+    if isinstance(store, LocalStore):
+        return Core(
+            replace(
+                options,
+                gen_store=store,
+                key_reader=store,
+                key_writer=CreatingLocalWriter(store),
+                key_invalidator=store,
+            )
+        )
     writer = options.key_writer
-    assert isinstance(writer, RedisKeyMutator), "#4 applies to cascache.redis.new only"
+    assert isinstance(writer, RedisKeyMutator), "#4 applies to one-step writes only"
     return Core(replace(options, key_writer=CreatingWriter(writer.client)))
 
 
@@ -324,9 +355,11 @@ class Variant:
     summary: str
 
 
-ALL = ("local", "shared-versions", "redis")
+ALL = ("local", "shared-versions", "redis", "local-store")
 GENERIC = ("local", "shared-versions")
 """Topologies whose single-key steps take the generic two-store path."""
+ONE_STEP = ("redis", "local-store")
+"""Topologies whose single-key steps are one atomic effect over value and version."""
 STALE = ("FRESH", "state invariant", "provenance")
 """A stale value served, or stored so that it would be (or stamped with a fence that was not
 yet current when its value was loaded)."""
@@ -363,8 +396,8 @@ VARIANTS = {
             "write-creates-fence",
             creating_writer,
             (*STALE, "write contract"),
-            ("redis",),
-            "the Lua write creates a missing version key instead of rejecting",
+            ONE_STEP,
+            "the one-step write creates a missing fence instead of rejecting",
         ),
         Variant(
             5,

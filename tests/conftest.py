@@ -26,6 +26,7 @@ from cascache.cache import CAS
 from cascache.codec import JsonCodec
 from cascache.genstore import GenStore, LocalGenStore
 from cascache.keys import KeySpace
+from cascache.local import LocalStore
 from cascache.memory import MemoryProvider
 from tests.servers import RedisCluster, RedisServer, find_server_binary
 
@@ -141,6 +142,7 @@ def any_redis(request: pytest.FixtureRequest) -> AnyRedis:
 
 TOPOLOGIES = (
     "local",
+    "local-store",
     "shared-versions-fake",
     "shared-versions-real",
     "shared-versions-cluster",
@@ -149,6 +151,8 @@ TOPOLOGIES = (
     "redis-cluster",
 )
 """Every topology the public API suite runs on: ``<kind>[-<redis backend>]``."""
+LOCAL_KINDS = frozenset({"local", "local-store"})
+"""The in-process topologies (no Redis)."""
 
 DEFAULT_NAMESPACE = "t"
 
@@ -157,7 +161,8 @@ class Topology:
     """Builds caches of one topology; calling it is ``make(node=0, **overrides)``.
 
     Caches built for the same ``node`` share every store. Caches of different nodes share
-    what the topology shares: nothing (``local``), the Redis version store
+    what the topology shares: nothing (``local``; ``local-store``, whose one
+    ``LocalStore`` per node and namespace holds values and versions), the Redis version store
     (``shared-versions``: each node keeps its own ``MemoryProvider``), or everything
     (``redis``). ``overrides`` are passed to ``cascache.Options`` (``cascache.redis.Options``
     for ``redis``), with ``namespace="t"`` and ``codec=JsonCodec()`` by default; a
@@ -165,9 +170,11 @@ class Topology:
 
     Attributes:
         name: the topology id, for example ``"shared-versions-real"``.
-        kind: ``"local"``, ``"shared-versions"`` or ``"redis"``.
+        kind: ``"local"``, ``"local-store"``, ``"shared-versions"`` or ``"redis"``.
         backend: ``"fake"``, ``"real"`` or ``"cluster"``; ``None`` for ``local``.
         shared: whether nodes share versions (a node sees another node's invalidate).
+        one_step: whether single-key operations are one atomic effect over value and
+            version (``redis``, ``local-store``).
         client: the Redis client (``None`` for ``local``).
     """
 
@@ -176,10 +183,12 @@ class Topology:
         kind, _, backend = name.rpartition("-") if client is not None else (name, "", "")
         self.kind = kind
         self.backend: str | None = backend or None
-        self.shared = kind != "local"
+        self.shared = kind not in LOCAL_KINDS
+        self.one_step = kind in ("redis", "local-store")
         self.client = client
         self.caches: list[CAS[Any]] = []
         self._providers: dict[int, MemoryProvider] = {}
+        self._stores: dict[tuple[int, str], LocalStore] = {}
         self._local_gens: dict[int, GenStore] = {}
 
     def __repr__(self) -> str:
@@ -198,6 +207,9 @@ class Topology:
         if self.kind == "redis":
             overrides.setdefault("client", self.client)
             cache = cascache.redis.new(cascache.redis.Options(**overrides))
+        elif self.kind == "local-store":
+            overrides.setdefault("provider", self.store(node, overrides["namespace"]))
+            cache = cascache.new(cascache.Options(**overrides))
         else:
             overrides.setdefault("provider", self.provider(node))
             own_versions = "gen_store" not in overrides
@@ -216,8 +228,15 @@ class Topology:
         assert self.kind != "redis", "redis keeps values in Redis"
         return self._providers.setdefault(node, MemoryProvider())
 
+    def store(self, node: int = 0, namespace: str = DEFAULT_NAMESPACE) -> LocalStore:
+        """The ``LocalStore`` of ``node`` for ``namespace`` (``local-store`` only)."""
+        assert self.kind == "local-store", f"{self.name} has no LocalStore"
+        return self._stores.setdefault((node, namespace), LocalStore())
+
     def versions(self, node: int = 0) -> GenStore:
         """The version store a cache of ``node`` uses by default."""
+        if self.kind == "local-store":
+            return self.store(node)
         if self.kind == "local":
             return self._local_gens.setdefault(node, LocalGenStore())
         return cascache.redis.new_gen_store(self.redis)
@@ -225,7 +244,10 @@ class Topology:
     def lose_version(self, key: str, namespace: str = DEFAULT_NAMESPACE) -> None:
         """Drop the version state of ``key`` everywhere, as eviction or expiry would."""
         name = KeySpace(namespace).single(key).version
-        if self.kind == "local":
+        if self.kind == "local-store":
+            for store in self._stores.values():
+                store.forget(name)
+        elif self.kind == "local":
             for gens in self._local_gens.values():
                 assert isinstance(gens, LocalGenStore)
                 gens.forget(name)
@@ -243,7 +265,7 @@ def topology(request: pytest.FixtureRequest) -> Iterator[Topology]:
     """A cache factory for each topology; real and cluster variants use the session servers."""
     name: str = request.param
     client: AnyRedis | None = None
-    if name != "local":
+    if name not in LOCAL_KINDS:
         client = request.getfixturevalue(_BACKENDS[name.rpartition("-")[2]])
     factory = Topology(name, client)
     try:

@@ -316,7 +316,7 @@ def test_invalidate_between_any_effects_of_set_wins(topology: Topology) -> None:
     cache = topology()
     scratch = cache.snapshot_version("scratch")
     n = effects_of(cache.core.set_if_version("scratch", 0, scratch, None))
-    assert n == (1 if topology.kind == "redis" else 2)
+    assert n == (1 if topology.one_step else 2)
     for split in range(n + 1):
         key = f"k{split}"
         version = cache.snapshot_version(key)

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from model.run import CONTROLS, DIRECTED, Result, Target, cover, hunt, url_client
+from model.run import CONTROLS, DIRECTED, TOPOLOGIES, Result, Target, cover, hunt, url_client
 from model.servers import RedisServer
 from model.zoo import VARIANTS
 
@@ -33,6 +33,7 @@ SHRINK_SECONDS = 5.0
 
 CORRECT = [
     Target("local"),
+    Target("local-store"),
     Target("shared-versions", "fakeredis"),
     Target("redis", "fakeredis"),
     Target("shared-versions", "real"),
@@ -94,7 +95,7 @@ def test_protocol_keeps_every_property(target: Target, request: pytest.FixtureRe
 def _assert_caught(
     topology: str, variant: str | None, properties: tuple[str, ...], targeted: bool = False
 ) -> None:
-    backend = "memory" if topology in ("local", "per-node-local-versions") else "fakeredis"
+    backend = "fakeredis" if TOPOLOGIES[topology][0] else "memory"
     result = hunt(
         Target(topology, backend),
         variant,
