@@ -17,7 +17,7 @@ free loopback port, never 6379):
   ``UPDATE``, commit, ``DEL``. The classic cache-aside race: a reader misses, SELECTs
   the old row, a writer commits and deletes, the reader SETs the old row back, and every
   read serves it until the next write of that key.
-* ``cascache local``: ``cascache.new`` with a ``MemoryProvider``, shared by the threads.
+* ``cascache local``: ``cascache.new`` on a ``LocalStore``, shared by the threads.
 * ``cascache shared-versions``: values in a ``MemoryProvider``, versions in Redis
   (``cascache.redis.new_gen_store``).
 * ``cascache redis``: ``cascache.redis.new``, values and versions in Redis.
@@ -517,7 +517,7 @@ def make_contender(name: str, url: str, namespace: str, ttl: int) -> Contender:
         local = cascache.new(
             cascache.Options(
                 namespace=namespace,
-                provider=cascache.MemoryProvider(),
+                provider=cascache.LocalStore(),
                 codec=codec,
                 default_ttl=ttl,
             )

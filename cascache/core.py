@@ -57,7 +57,7 @@ from cascache.errors import (
 from cascache.fence import Version, new_fence
 from cascache.genstore import GenStore, LocalGenStore
 from cascache.hooks import Hooks, call_hook
-from cascache.keys import CacheKey, KeySpace, canonical_key
+from cascache.keys import KEY_CACHE_SIZE, CacheKey, KeySpace, canonical_key
 from cascache.local import LocalStore
 from cascache.mutator import KeyInvalidator, KeyReader, KeyWriter
 from cascache.options import TTL, Options, ttl_seconds, validate
@@ -95,7 +95,11 @@ class SingleCore(Generic[V]):
     def __init__(self, options: Options[V]) -> None:
         validate(options)
         self.options = options
-        self.keys = KeySpace(options.namespace)
+        store = options.provider if isinstance(options.provider, LocalStore) else None
+        # A LocalStore reads and writes by key: its cache needs names only off the hot path.
+        self.keys = KeySpace(
+            options.namespace, KEY_CACHE_SIZE if store is None else LocalStore.KEY_CACHE_SIZE
+        )
         self.provider: Provider = options.provider
         # What the value store can do beyond the Provider basics, decided once: checking
         # a runtime-checkable protocol costs microseconds, on every batch call otherwise.
@@ -112,11 +116,14 @@ class SingleCore(Generic[V]):
         self.reader: KeyReader | None = options.key_reader
         self.writer: KeyWriter | None = options.key_writer
         self.invalidator: KeyInvalidator | None = options.key_invalidator
-        if isinstance(options.provider, LocalStore):
-            options.provider.bind(self.keys)
+        self.snapshot_key: Callable[[CacheKey], Version] | None = None
+        """Snapshots a key's fence without its storage names (a bound ``LocalStore``)."""
+        if store is not None:
+            store.bind(self.keys)
             if options.gen_store is None:
                 # Its own versions, and its single-key paths (validate saw no mutators).
-                self.gens = self.reader = self.writer = self.invalidator = options.provider
+                self.gens = self.reader = self.writer = self.invalidator = store
+                self.snapshot_key = store.snapshot_key
         self.hooks: Hooks = options.hooks if options.hooks is not None else Hooks()
         self.disabled = options.disabled
         self.default_ttl = ttl_seconds("Options.default_ttl", options.default_ttl)
@@ -153,7 +160,7 @@ class SingleCore(Generic[V]):
     def both(self, op: str, ck: CacheKey | Sequence[CacheKey], run: Callable[[], R]) -> Effect[R]:
         """One atomic effect on a key's value and version together (a mutator)."""
         if isinstance(ck, CacheKey):
-            return Effect("redis", op, (ck.value, ck.version), run)
+            return Effect("redis", op, ck.names, run)
         return Effect("redis", op, tuple(k for c in ck for k in (c.value, c.version)), run)
 
     # -- single-key operations ----------------------------------------------------------
@@ -178,9 +185,7 @@ class SingleCore(Generic[V]):
             # The one-interaction read (``both``), yielded here rather than through a
             # sub-step: this is every hit's path, and a generator frame costs a tenth of it.
             try:
-                reply = yield Effect(
-                    "redis", "read", (ck.value, ck.version), lambda: reader.read(ck)
-                )
+                reply = yield Effect("redis", "read", ck.names, lambda: reader.read(ck))
             except Exception as exc:
                 raise OpError("get", key, exc) from exc
             frame, current = cast("tuple[bytes | None, Version | None]", reply)
@@ -201,12 +206,12 @@ class SingleCore(Generic[V]):
             # Nothing will be stored, so do no I/O; a fresh fence matches nothing.
             return new_fence()
         ck = self.keys.single(key)
+        by_key = self.snapshot_key
+        run = (
+            (lambda: by_key(ck)) if by_key is not None else (lambda: self.gens.snapshot(ck.version))
+        )
         try:
-            return (
-                yield from perform(
-                    self.versions("snapshot", [ck.version], lambda: self.gens.snapshot(ck.version))
-                )
-            )
+            return (yield from perform(Effect("versions", "snapshot", ck.version_name, run)))
         except Exception as exc:
             call_hook(self.hooks.version_snapshot_error, "snapshot_version", key, exc)
             raise OpError("snapshot_version", key, exc) from exc

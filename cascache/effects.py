@@ -32,18 +32,34 @@ class Effect(Generic[R]):
         keys: the storage keys it touches (for traces and fault injection).
         run: performs it and returns its result.
 
+    Built with ``keys`` either as a tuple or as a function returning it: storage names
+    are derived from a key by hashing, which an in-process store reading by key never
+    needs, so a single-key effect names its keys only when someone looks.
+
     A plain slotted class rather than a frozen dataclass: every operation builds one per
     store interaction, and a frozen dataclass's constructor costs three times as much.
     Nothing changes an effect after it is built.
     """
 
-    __slots__ = ("keys", "op", "run", "target")
+    __slots__ = ("_keys", "op", "run", "target")
 
-    def __init__(self, target: str, op: str, keys: tuple[str, ...], run: Callable[[], R]) -> None:
+    def __init__(
+        self,
+        target: str,
+        op: str,
+        keys: tuple[str, ...] | Callable[[], tuple[str, ...]],
+        run: Callable[[], R],
+    ) -> None:
         self.target = target
         self.op = op
-        self.keys = keys
+        self._keys = keys
         self.run = run
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The storage keys it touches."""
+        keys = self._keys
+        return keys if isinstance(keys, tuple) else keys()
 
     def __repr__(self) -> str:
         return f"Effect(target={self.target!r}, op={self.op!r}, keys={self.keys!r})"

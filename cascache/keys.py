@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Final
 
 PREFIX: Final = "cas"
@@ -37,7 +36,6 @@ so long keys cannot make its cache large; a key whose names alone would take mor
 sixteenth of it is derived on every use instead of being kept."""
 
 
-@dataclass(frozen=True, slots=True)
 class CacheKey:
     """The storage keys of one logical key.
 
@@ -45,11 +43,63 @@ class CacheKey:
         key: the canonical key (a plain ``str``).
         value: where its single entry is stored.
         version: where its fence is stored.
+
+    A :class:`KeySpace` derives ``value`` and ``version`` on first use and keeps them:
+    hashing them costs more than an in-process read, and a store that keeps its records
+    by ``key`` (:class:`cascache.LocalStore`) never needs them on its hot paths.
     """
+
+    __slots__ = ("_space", "key", "value", "version")
 
     key: str
     value: str
     version: str
+
+    def __init__(
+        self,
+        key: str,
+        value: str | None = None,
+        version: str | None = None,
+        *,
+        space: KeySpace | None = None,
+    ) -> None:
+        if (value is None) != (version is None) or (value is None) == (space is None):
+            raise ValueError("CacheKey takes both storage names, or the KeySpace that derives them")
+        self.key = key
+        self._space = space
+        if value is not None and version is not None:
+            self.value = value
+            self.version = version
+
+    def __getattr__(self, name: str) -> str:
+        # Reached only while ``value``/``version`` are unset: derive both once, after which
+        # reading them is a plain slot read.
+        if name not in ("value", "version"):
+            raise AttributeError(name)
+        space = self._space
+        assert space is not None  # __init__ takes names or a space
+        self.value, self.version = space.names_of(self.key)
+        return self.value if name == "value" else self.version
+
+    def names(self) -> tuple[str, str]:
+        """``(value, version)``: the keys of an effect on the entry and the fence together."""
+        return (self.value, self.version)
+
+    def version_name(self) -> tuple[str]:
+        """``(version,)``: the keys of an effect on the fence alone."""
+        return (self.version,)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CacheKey):
+            return NotImplemented
+        return self.key == other.key and self.names() == other.names()
+
+    def __hash__(self) -> int:
+        return hash((self.key, self.names()))
+
+    def __repr__(self) -> str:
+        value, version = self.names()
+        return f"CacheKey(key={self.key!r}, value={value!r}, version={version!r})"
 
 
 def canonical_key(op: str, key: object) -> str:
@@ -85,13 +135,20 @@ def canonical_namespace(namespace: object) -> str:
 
 
 class KeySpace:
-    """Derives storage keys for one namespace, caching a bounded number per instance."""
+    """Derives storage keys for one namespace, caching a bounded number per instance.
 
-    __slots__ = ("_cache", "_chars", "_frame", "namespace")
+    ``cache_size``: how many keys' :class:`CacheKey` objects it keeps (default
+    :data:`KEY_CACHE_SIZE`).
+    """
 
-    def __init__(self, namespace: str) -> None:
+    __slots__ = ("_cache", "_chars", "_frame", "_size", "namespace")
+
+    def __init__(self, namespace: str, cache_size: int = KEY_CACHE_SIZE) -> None:
+        if not isinstance(cache_size, int) or isinstance(cache_size, bool) or cache_size < 0:
+            raise ValueError(f"KeySpace cache_size must be an int >= 0, got {cache_size!r}")
         self.namespace = canonical_namespace(namespace)
         self._frame = f"{len(self.namespace)}:{self.namespace}"
+        self._size = cache_size
         # Ordered so the oldest entry is dropped in O(1): taking the first key of a plain
         # dict scans past every slot deleted before it, which made each new key cost
         # microseconds once the cache was full.
@@ -104,25 +161,31 @@ class KeySpace:
         if found is not None:
             return found
         plain = key if type(key) is str else str.__str__(key)
-        derived = self._derive(plain)
-        chars = _chars(derived)
+        derived = CacheKey(plain, space=self)
+        chars = self._chars_of(plain)
         if chars > KEY_CACHE_CHARS // 16:
             return derived
         cache = self._cache
-        while cache and (len(cache) >= KEY_CACHE_SIZE or self._chars + chars > KEY_CACHE_CHARS):
-            self._chars -= _chars(cache.popitem(last=False)[1])
-        cache[plain] = derived
-        self._chars += chars
+        while cache and (len(cache) >= self._size or self._chars + chars > KEY_CACHE_CHARS):
+            self._chars -= self._chars_of(cache.popitem(last=False)[0])
+        if self._size:
+            cache[plain] = derived
+            self._chars += chars
         return derived
 
-    def _derive(self, key: str) -> CacheKey:
+    def names_of(self, key: str) -> tuple[str, str]:
+        """The value and version storage names of the canonical ``key``."""
         canonical = f"{self._frame}:{key}"
         tag = hashlib.blake2b(canonical.encode(), digest_size=TAG_HEX // 2).hexdigest()
-        return CacheKey(
-            key=key,
-            value=f"{PREFIX}:{{{tag}}}:{KINDS['value']}:{canonical}",
-            version=f"{PREFIX}:{{{tag}}}:{KINDS['version']}:{canonical}",
+        return (
+            f"{PREFIX}:{{{tag}}}:{KINDS['value']}:{canonical}",
+            f"{PREFIX}:{{{tag}}}:{KINDS['version']}:{canonical}",
         )
+
+    def _chars_of(self, key: str) -> int:
+        # The key and both names, counted whether or not the names are derived yet (they
+        # are kept once they are): ``cas:{<tag>}:<kind>:<frame>:<key>``.
+        return len(key) + 2 * (len(PREFIX) + TAG_HEX + 7 + len(self._frame) + len(key))
 
     def batch(self, keys: Iterable[str]) -> str:
         """The storage key of the batch entry for this member *set* (order and repeats ignored)."""
@@ -145,10 +208,6 @@ class KeySpace:
         """Forget the cached storage names (they are derived again on demand)."""
         self._cache.clear()
         self._chars = 0
-
-
-def _chars(derived: CacheKey) -> int:
-    return len(derived.key) + len(derived.value) + len(derived.version)
 
 
 def _glob_escape(text: str) -> str:

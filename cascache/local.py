@@ -71,6 +71,11 @@ class LocalStore:
     apply (the store charges bytes).
     """
 
+    KEY_CACHE_SIZE: Final = 256
+    """How many keys' storage-name objects a cache on a ``LocalStore`` keeps: it reads and
+    writes by key, so the names are only derived off the hot path (batches, self-heal),
+    and a small cache of the hottest keys saves building their key objects again."""
+
     def __init__(
         self, max_bytes: int = 64 << 20, clock: Callable[[], float] = time.monotonic
     ) -> None:
@@ -178,6 +183,12 @@ class LocalStore:
         with self._lock:
             self._check_open()
             self._install(key.key, (None, fence, None))
+
+    def snapshot_key(self, key: CacheKey) -> Version:
+        """``snapshot`` of the key's fence, by the key itself (no storage name needed)."""
+        with self._lock:
+            self._check_open()
+            return self._snapshot(key.key)
 
     def read_batch(
         self, name: str, keys: Sequence[CacheKey]

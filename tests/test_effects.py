@@ -261,3 +261,16 @@ def test_drive_and_process_agree() -> None:
     assert process.result == result
     assert stepped.log == driven.log
     assert stepped.data == driven.data
+
+
+def test_effect_keys_may_be_named_only_when_looked_at() -> None:
+    asked: list[int] = []
+
+    def keys() -> tuple[str, ...]:
+        asked.append(1)
+        return ("v", "g")
+
+    effect = Effect("redis", "read", keys, lambda: None)
+    assert asked == []
+    assert effect.keys == ("v", "g") and len(asked) == 1
+    assert repr(effect) == "Effect(target='redis', op='read', keys=('v', 'g'))"

@@ -230,3 +230,49 @@ def test_long_keys_cannot_make_the_name_cache_large() -> None:
 def test_a_namespace_that_is_not_valid_unicode_is_refused_at_construction() -> None:
     with pytest.raises(ValueError, match="not valid Unicode"):
         KeySpace("ns\ud800")
+
+
+def test_names_are_derived_on_first_use_and_kept() -> None:
+    ks = KeySpace("lazy")
+    ck = ks.single("k")
+    with pytest.raises(AttributeError):
+        object.__getattribute__(ck, "value")  # nothing derived yet
+    value = ck.value
+    assert object.__getattribute__(ck, "value") is value is ck.value
+    assert ck.names() == (value, ck.version) and ck.version_name() == (ck.version,)
+    assert (value, ck.version) == KeySpace("lazy").names_of("k")
+
+
+def test_a_cache_key_with_explicit_names_compares_by_key_and_names() -> None:
+    derived = KeySpace("n").single("k")
+    explicit = CacheKey("k", derived.value, derived.version)
+    assert explicit == derived and hash(explicit) == hash(derived)
+    assert explicit != CacheKey("k", derived.value, "other")
+    assert repr(explicit) == (
+        f"CacheKey(key='k', value={derived.value!r}, version={derived.version!r})"
+    )
+    with pytest.raises(AttributeError):
+        _ = explicit.other  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("k", "v", None), ("k", None, "g"), ("k", None, None)],
+    ids=["no-version", "no-value", "nothing"],
+)
+def test_a_cache_key_needs_both_names_or_a_key_space(
+    args: tuple[str, str | None, str | None],
+) -> None:
+    with pytest.raises(ValueError, match="both storage names, or the KeySpace"):
+        CacheKey(*args)
+
+
+@pytest.mark.parametrize("size", [-1, 1.5, True])
+def test_key_space_refuses_a_bad_cache_size(size: object) -> None:
+    with pytest.raises(ValueError, match="cache_size must be an int >= 0"):
+        KeySpace("n", size)  # type: ignore[arg-type]
+
+
+def test_a_key_space_without_a_cache_derives_every_time() -> None:
+    ks = KeySpace("n", 0)
+    assert ks.single("k") == ks.single("k") and not ks._cache and ks._chars == 0

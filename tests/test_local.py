@@ -451,3 +451,32 @@ def test_a_version_object_is_what_reads_hand_out(store: LocalStore) -> None:
     ck = names("k")
     fence = store.snapshot(ck.version)
     assert isinstance(fence, Version) and store.read(ck)[1] is fence
+
+
+def test_single_key_operations_never_derive_storage_names() -> None:
+    store = LocalStore()
+    c = cache(store)
+    c.get_or_load("k", lambda: 1)
+    c.get("k")
+    c.set_if_version("k", 2, c.snapshot_version("k"))
+    c.invalidate("k")
+    c.get_or_load("k", lambda: 3)
+    ck = c.core.keys.single("k")
+    with pytest.raises(AttributeError):
+        object.__getattribute__(ck, "value")  # hashing names is not on these paths
+    assert c.get("k") == cascache.Hit(3)
+
+
+def test_snapshot_by_key_is_snapshot_by_name(store: LocalStore) -> None:
+    ck = names("k")
+    fence = store.snapshot_key(ck)
+    assert store.snapshot(ck.version) is fence is store.snapshot_key(ck)
+    store.invalidate(ck)
+    assert store.snapshot_key(ck) != fence
+
+
+def test_a_cache_on_a_local_store_keeps_few_key_objects() -> None:
+    c = cache(LocalStore())
+    for i in range(LocalStore.KEY_CACHE_SIZE * 2):
+        c.get(f"k{i}")
+    assert len(c.core.keys._cache) == LocalStore.KEY_CACHE_SIZE
