@@ -19,11 +19,20 @@ from cascache.effects import Process
 Cache = cascache.CAS[str]
 
 
-@pytest.fixture(params=["local", "shared-versions", "redis"])
+@pytest.fixture(params=["local", "local-store", "shared-versions", "redis"])
 def two_nodes(request: pytest.FixtureRequest) -> Iterator[tuple[Cache, Cache]]:
     """Two cache nodes that share whatever their topology shares."""
     kind = request.param
-    if kind == "local":
+    if kind == "local-store":
+        # One process, one LocalStore: each key's entry and version in one record.
+        store = cascache.LocalStore()
+        nodes = [
+            cascache.new(
+                cascache.Options(namespace="spec", provider=store, codec=cascache.StrCodec())
+            )
+            for _ in range(2)
+        ]
+    elif kind == "local":
         # One process: both "nodes" share the in-process stores.
         provider, gens = cascache.MemoryProvider(), cascache.LocalGenStore()
         nodes = [
