@@ -96,6 +96,11 @@ class Topology(ABC):
         )
         self.nodes = [cascache.CAS(core(self.options(i))) for i in range(nodes + 1)]
 
+    def _clock(self) -> float:
+        # The stores a subclass builds before this class's __init__ sets ``clock`` read
+        # the model's clock through this.
+        return self.clock()
+
     def space_of(self, node: int) -> Space:
         """The namespace node ``node`` uses."""
         return self.spaces[node == self.alias]
@@ -187,9 +192,6 @@ class Local(Topology):
         self.gens = cascache.LocalGenStore(max_keys=max_versions)
         super().__init__(nodes, core)
 
-    def _clock(self) -> float:
-        return self.clock()
-
     def options(self, node: int) -> cascache.Options[Row]:
         return cascache.Options(
             namespace=self.namespace_of(node),
@@ -238,12 +240,9 @@ class LocalRecords(Topology):
     name = "local-store"
 
     def __init__(self, nodes: int, core: CoreFactory) -> None:
-        # Small enough that the model's rows never evict on their own: eviction is a fault.
+        # Large enough that the model's rows never evict on their own: eviction is a fault.
         self.stores = [cascache.LocalStore(max_bytes=1 << 20, clock=self._clock) for _ in range(2)]
         super().__init__(nodes, core)
-
-    def _clock(self) -> float:
-        return self.clock()
 
     def options(self, node: int) -> cascache.Options[Row]:
         return cascache.Options(
@@ -386,9 +385,6 @@ class SharedVersions(_OnRedis):
             cascache.MemoryProvider(max_cost=1 << 20, clock=self._clock) for _ in range(nodes)
         ]
         super().__init__(nodes, core, connect)
-
-    def _clock(self) -> float:
-        return self.clock()
 
     def options(self, node: int) -> cascache.Options[Row]:
         import cascache.redis
