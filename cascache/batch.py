@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
-from cascache.core import SingleCore, check_version, counted, keys_text
+from cascache.core import SingleCore, check_version, counted, keys_text, not_awaitable
 from cascache.effects import Effect, Step, perform
 from cascache.errors import CascacheError, OpError, WireError
 from cascache.fence import Version, new_fence
@@ -81,12 +81,16 @@ class Core(SingleCore[V]):
             return {}
         names = [self.keys.single(key).version for key in wanted]
         try:
-            fences = yield from perform(
-                self.versions(
-                    "snapshot_many",
-                    names,
-                    lambda: counted("snapshot_many", names, self.gens.snapshot_many(names)),
-                )
+            fences = counted(
+                "snapshot_many",
+                names,
+                (
+                    yield from perform(
+                        self.versions(
+                            "snapshot_many", names, lambda: self.gens.snapshot_many(names)
+                        )
+                    )
+                ),
             )
         except Exception as exc:
             call_hook(
@@ -158,8 +162,18 @@ class Core(SingleCore[V]):
             versions = yield from self.snapshot_versions(missing)
         except CascacheError as exc:
             call_hook(self.hooks.cleanup_error, "get_many_or_load", keys_text(missing), exc)
-        loaded = yield from perform(
-            Effect("source", "load_many", tuple(missing), lambda: dict(loader(list(missing))))
+        # The effect is the loader's call alone (an async driver awaits what it returns);
+        # the copy into a dict happens here, once the values are in.
+        loaded = dict(
+            not_awaitable(
+                "get_many_or_load",
+                missing,
+                (
+                    yield from perform(
+                        Effect("source", "load_many", tuple(missing), lambda: loader(list(missing)))
+                    )
+                ),
+            )
         )
         items = [
             VersionedValue(key, loaded[key], versions[key])

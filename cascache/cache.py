@@ -7,12 +7,14 @@ Every method validates its arguments and then drives the matching protocol step 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Generic, TypeVar
 
 from cascache.batch import Core
 from cascache.effects import drive
+from cascache.errors import ConfigError
 from cascache.fence import Version
 from cascache.options import TTL, Options
 from cascache.results import BatchWriteResult, Hit, VersionedValue, WriteResult
@@ -125,4 +127,23 @@ class CAS(Generic[V]):
 
 def new(options: Options[V]) -> CAS[V]:
     """Build a cache. Raises ``ConfigError`` naming the first thing wrong with ``options``."""
+    for name in STORES:
+        store = getattr(options, name, None)
+        if store is not None and is_async_store(store):
+            raise ConfigError(
+                f"cascache.new: Options.{name} is {type(store).__name__}, an asyncio store, "
+                "which the sync API cannot await (cascache.aio is the asyncio API)"
+            )
     return CAS(Core(options))
+
+
+STORES = ("provider", "gen_store", "key_reader", "key_writer", "key_invalidator")
+"""The ``Options`` fields that hold a store."""
+
+
+def is_async_store(store: object) -> bool:
+    """Whether ``store``'s operations are coroutine functions (an asyncio store)."""
+    return any(
+        inspect.iscoroutinefunction(getattr(store, method, None))
+        for method in ("get", "snapshot", "read", "write_if_version", "invalidate")
+    )

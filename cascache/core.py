@@ -37,6 +37,7 @@ single-key step as one atomic effect instead, with the same meaning.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from enum import StrEnum
 from typing import Generic, TypeVar, cast
@@ -298,7 +299,9 @@ class SingleCore(Generic[V]):
                 version = yield from self.snapshot_version(key)
             except CascacheError as exc:
                 call_hook(self.hooks.cleanup_error, "get_or_load", key, exc)
-        value = yield from perform(Effect("source", "load", (key,), loader))
+        value = not_awaitable(
+            "get_or_load", key, (yield from perform(Effect("source", "load", (key,), loader)))
+        )
         if version is not None:
             try:
                 yield from self.set_if_version(key, value, version, ttl)
@@ -361,10 +364,14 @@ class SingleCore(Generic[V]):
         elif self.reader is not None:
             reader = self.reader
             try:
-                pairs = yield from perform(
-                    self.both(
-                        "read_many", cks, lambda: counted("read_many", cks, reader.read_many(cks))
-                    )
+                pairs = counted(
+                    "read_many",
+                    cks,
+                    (
+                        yield from perform(
+                            self.both("read_many", cks, lambda: reader.read_many(cks))
+                        )
+                    ),
                 )
             except Exception as exc:
                 raise OpError(op, [ck.key for ck in cks], exc) from exc
@@ -390,14 +397,14 @@ class SingleCore(Generic[V]):
         provider, many = self.provider, self.many_provider
         try:
             if many is not None:
-                return (
-                    yield from perform(
-                        self.values(
-                            "get_many",
-                            names,
-                            lambda: counted("get_many", names, many.get_many(names)),
+                return counted(
+                    "get_many",
+                    names,
+                    (
+                        yield from perform(
+                            self.values("get_many", names, lambda: many.get_many(names))
                         )
-                    )
+                    ),
                 )
             return (
                 yield from perform(
@@ -431,14 +438,14 @@ class SingleCore(Generic[V]):
     def current_many(self, cks: Sequence[CacheKey]) -> Step[list[Version | None]]:
         """The current fences of several keys in one version-store interaction."""
         names = [ck.version for ck in cks]
-        return (
-            yield from perform(
-                self.versions(
-                    "current_many",
-                    names,
-                    lambda: counted("current_many", names, self.gens.current_many(names)),
+        return counted(
+            "current_many",
+            names,
+            (
+                yield from perform(
+                    self.versions("current_many", names, lambda: self.gens.current_many(names))
                 )
-            )
+            ),
         )
 
     def judge(
@@ -597,10 +604,28 @@ class SingleCore(Generic[V]):
 def counted(store_op: str, asked: Sized, reply: L) -> L:
     """``reply`` if it holds one result per key asked; a store that answers with more or
     fewer is broken, and pairing its results with keys would pair them with the wrong ones.
+
+    Checked in the step, after the effect: an effect is the store's call alone, so that an
+    async driver can await what the call returns.
     """
     if len(reply) != len(asked):
         raise ReplyError(f"{store_op} returned {len(reply)} results for {len(asked)} keys")
     return reply
+
+
+def not_awaitable(op: str, key: str | Sequence[str], value: R) -> R:
+    """``value``, unless a loader handed back something to await: the sync driver cannot
+    await it, so it is closed (no "never awaited" warning) and refused, naming the fix."""
+    if inspect.isawaitable(value):
+        close = getattr(value, "close", None)
+        if callable(close):
+            close()
+        where = key if isinstance(key, str) else keys_text(key)
+        raise TypeError(
+            f"cascache {op}({where!r}): the loader returned {type(value).__name__}, which "
+            "needs awaiting: use cascache.aio (AsyncCAS) for async loaders"
+        )
+    return value
 
 
 def delete_each(provider: Provider, names: Sequence[str]) -> None:

@@ -7,6 +7,7 @@ snapshot/advance, one Redis command, pipeline or Lua script, or the caller's own
 from the source of truth.
 
 Drivers decide *when* an effect runs. :func:`drive` runs each one at once (the sync API);
+:func:`adrive` runs each one at once and awaits what it returns (the asyncio API);
 :class:`Process` runs one effect per :meth:`Process.step`, so a test can interleave any
 number of operations in an order it chooses, without threads or sleeps, and inject a
 failure or an ambiguous outcome into any single effect.
@@ -15,7 +16,8 @@ failure or an ambiguous outcome into any single effect.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Generator
+import inspect
+from collections.abc import Awaitable, Callable, Generator
 from typing import Generic, TypeVar, cast
 
 R = TypeVar("R")
@@ -111,15 +113,52 @@ def drive(step: Step[T]) -> T:
         raise carried.stop from None
 
 
+async def adrive(step: Step[T]) -> T:
+    """:func:`drive` for asyncio: run each effect at once and await what it returns when
+    that is awaitable (an async store's call, a coroutine loader), one effect at a time.
+
+    Cancellation is a fault like any other, with the outcome of the effect in flight
+    unknown: ``CancelledError`` is thrown into the operation at that effect, as the
+    model's ``cancel`` fault does, and propagates to the caller.
+    """
+    try:
+        effect = next(step)
+        while True:
+            try:
+                result = effect.run()
+                if inspect.isawaitable(result):
+                    result = await result
+            except Exception as exc:
+                effect = step.throw(_carried(exc))
+            except BaseException as exc:
+                # CancelledError (or KeyboardInterrupt) goes into the operation exactly as
+                # the model's cancel fault throws it; no handler in the protocol catches
+                # it, so it comes straight back out and nothing after this effect runs.
+                effect = step.throw(exc)
+            else:
+                effect = step.send(result)
+    except StopIteration as stop:
+        return cast(T, stop.value)
+    except _Stopped as carried:
+        raise carried.stop from None
+
+
 class Process(Generic[T]):
     """An operation driven one effect at a time, for interleaving tests and the model.
 
     ``pending`` is the effect :meth:`step` will perform next (``None`` once done). After
     the operation finishes, ``done`` is true and either ``result`` or ``error`` is set.
+
+    ``settle``: completes what an effect returns when that is awaitable (an asyncio
+    store's call), for example an event loop's ``run_until_complete``, so an asyncio
+    store's effects are stepped one at a time like any other.
     """
 
-    def __init__(self, step: Step[T]) -> None:
+    def __init__(
+        self, step: Step[T], settle: Callable[[Awaitable[object]], object] | None = None
+    ) -> None:
         self._step = step
+        self._settle = settle
         self.pending: Effect[object] | None = None
         self.done = False
         self.error: BaseException | None = None
@@ -148,7 +187,7 @@ class Process(Generic[T]):
             raise RuntimeError("the operation has no pending effect")
         if fail is None:
             try:
-                result = effect.run()
+                result = self._perform(effect)
             except Exception as exc:
                 raised = exc
                 self._advance(lambda: self._step.throw(_carried(raised)))
@@ -159,9 +198,15 @@ class Process(Generic[T]):
             # The caller sees ``fail`` either way; whatever the effect raised is lost, as a
             # reply lost on the wire would be.
             with contextlib.suppress(Exception):
-                effect.run()
+                self._perform(effect)
         self._advance(lambda: self._step.throw(fail))
         return fail
+
+    def _perform(self, effect: Effect[object]) -> object:
+        result = effect.run()
+        if self._settle is not None and inspect.isawaitable(result):
+            return self._settle(result)
+        return result
 
     def _advance(self, resume: Callable[[], Effect[object]]) -> None:
         try:
@@ -170,7 +215,11 @@ class Process(Generic[T]):
             self.pending = None
             self.done = True
             self._result = cast(T, stop.value)
-        except Exception as exc:
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            # Exception, or a CancelledError thrown in by ``step`` (cancellation is a
+            # fault the model injects): either way the operation ended with it.
             self.pending = None
             self.done = True
             self.error = _uncarried(exc)

@@ -50,6 +50,7 @@ joining (:mod:`model.topology`); integrity sees a row of the wrong key if names 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -66,7 +67,7 @@ from hypothesis.stateful import (
 
 from cascache.batch import Core
 from cascache.core import Refusal
-from cascache.effects import Effect, Process, Step, drive, perform
+from cascache.effects import Effect, Process, Step, perform
 from cascache.errors import WireError
 from cascache.fence import Version
 from cascache.hooks import Hooks, fan_out
@@ -92,9 +93,15 @@ FAULTS = frozenset(
         "restart",
         "outage",
         "writeback",
+        "cancel",
     }
 )
 """Every fault family the model knows; a machine enables a subset."""
+
+CANCELS = {"cancel": "fail", "cancel-applied": "applied"}
+"""Cancellation outcomes of an effect, and the effect outcome each is (for coverage): the
+operation sees ``CancelledError``, which no ``except Exception`` in the protocol catches,
+so it stops at that effect."""
 
 SNAPSHOTS = frozenset({"snapshot", "snapshot_many"})
 """Version-store effects that return the fences a filler will write under."""
@@ -453,7 +460,14 @@ class CacheModel(RuleBasedStateMachine):
         ahead: int = 0,
     ) -> None:
         op = self.history.invoke(label, node, keys, self.now) if record else None
-        proc = Proc(next(self.ids), label, node, tuple(keys), Process(make()), op)
+        proc = Proc(
+            next(self.ids),
+            label,
+            node,
+            tuple(keys),
+            Process(make(), self.topo.settle if self.topo.asynchronous else None),
+            op,
+        )
         self.trace.append(
             f"{self.now:>3}  p{proc.id} n{node} starts {label}({','.join(map(_spelling, spelt))})"
         )
@@ -611,6 +625,13 @@ class CacheModel(RuleBasedStateMachine):
             proc = self.procs[pick % len(self.procs)]
             self._step(proc, fault if "step" in self.active else "ok")
 
+    @precondition(lambda self: bool(self.procs) and "cancel" in self.active)
+    @rule(pick=WIDE, fault=st.sampled_from(sorted(CANCELS)))
+    def cancel(self, pick: int, fault: str) -> None:
+        """Cancel an in-flight operation at its pending effect, as asyncio cancels a task
+        awaiting it: the effect may or may not have been applied, and the operation stops."""
+        self._step(self.procs[pick % len(self.procs)], fault)
+
     @precondition(lambda self: bool(self.procs) and "step" in self.active)
     @rule(pick=WIDE, fault=st.sampled_from(["fail", "applied"]))
     def fail_at_hazard(self, pick: int, fault: str) -> None:
@@ -633,26 +654,33 @@ class CacheModel(RuleBasedStateMachine):
                 "model cannot classify (see model.machine.EFFECTS)",
             )
         down = self.outage > 0 and effect.target in self.topo.outage_targets
-        if down:
+        if down and fault not in CANCELS:
             fault = "applied" if fault == "applied" else "fail"
         if proc.phase == "write" and self._observed_current(proc):
             proc.saw_current = True
         type(self).coverage.effect(
-            proc.label, f"{effect.target}.{effect.op}", fault, self._hazard(proc)
+            proc.label,
+            f"{effect.target}.{effect.op}",
+            CANCELS.get(fault, fault),
+            self._hazard(proc),
         )
         self.stepping = proc
+        applied = fault in ("applied", "cancel-applied")
         if fault == "ok":
             seen = proc.process.step()
+        elif fault in CANCELS:
+            self.stats["faults"] += 1
+            seen = proc.process.step(asyncio.CancelledError("injected cancel"), applied=applied)
         else:
             self.stats["faults"] += 1
-            seen = proc.process.step(FaultInjected(f"injected {fault}"), applied=fault == "applied")
+            seen = proc.process.step(FaultInjected(f"injected {fault}"), applied=applied)
         self.stepping = None
         self.stats["effects"] += 1
         mark = (
             ""
             if fault == "ok"
             else f"  !! {'outage, ' if down else ''}"
-            f"{'applied, ' if fault == 'applied' else ''}reply lost"
+            f"{'applied, ' if applied else ''}{'cancelled' if fault in CANCELS else 'reply lost'}"
         )
         self.trace.append(
             f"{self.now:>3}  p{proc.id} n{proc.node} {proc.label}: "
@@ -662,7 +690,7 @@ class CacheModel(RuleBasedStateMachine):
         self._refresh(self.now)
         if fault == "ok":
             self._learn(proc, effect, seen)
-        if fault != "fail" and (effect.target, effect.op) in WRITES:
+        if fault not in ("fail", "cancel") and (effect.target, effect.op) in WRITES:
             store = self.topo.store_of(proc.node)
             self._audit(store, [name for name in effect.keys if name in self.slots])
         self.now += 1
@@ -814,9 +842,9 @@ class CacheModel(RuleBasedStateMachine):
 
     def _quiet_fill(self, node: int, key: str, spelt: str) -> None:
         cache = self.topo.nodes[node]
-        result = drive(fill(cache.core, spelt, self._loader(key)))
+        result = self.topo.drive(fill(cache.core, spelt, self._loader(key)))
         op = self.history.invoke("get", node, [key], self.now)
-        hit = cache.get(spelt)
+        hit = self.topo.drive(cache.core.get(spelt))
         op.returned, op.ok = self.now, True
         op.served = {} if hit is None else {key: hit.value}
         self.trace.append(
@@ -837,9 +865,9 @@ class CacheModel(RuleBasedStateMachine):
 
     def _quiet_batch_fill(self, node: int, keys: tuple[str, ...], spelt: list[str]) -> None:
         cache = self.topo.nodes[node]
-        result = drive(batch_fill(cache.core, spelt, self._batch_loader(spelt)))
+        result = self.topo.drive(batch_fill(cache.core, spelt, self._batch_loader(spelt)))
         op = self.history.invoke("get_many", node, keys, self.now)
-        values, missing = cache.get_many(spelt)
+        values, missing = self.topo.drive(cache.core.get_many(spelt))
         op.returned, op.ok, op.served = self.now, True, dict(values)
         self.trace.append(
             f"{self.now:>3}  n{node} quiet batch_fill({','.join(map(_spelling, spelt))}) -> "

@@ -23,6 +23,7 @@ from .coverage import Coverage
 from .machine import FAULTS, ModelFailure, machine_for
 from .topology import (
     AllInRedis,
+    AsyncLocalRecords,
     Connect,
     CoreFactory,
     Local,
@@ -45,6 +46,7 @@ TOPOLOGIES: dict[str, tuple[bool, frozenset[str]]] = {
     # name: (needs Redis, faults the topology is expected to survive)
     "local": (False, NO_REPLICA),
     "local-store": (False, NO_REPLICA),
+    "async-local-store": (False, NO_REPLICA),
     "shared-versions": (True, NO_REPLICA),
     "redis": (True, NO_REPLICA - {"clock"}),
     "per-node-local-versions": (False, NO_REPLICA),
@@ -62,6 +64,8 @@ TOPOLOGY_HELP: dict[str, str] = {
     "local": "cascache.new, in-process stores shared by the nodes (no violation expected)",
     "local-store": "cascache.new on one LocalStore: value and version in one record per key "
     "(none expected)",
+    "async-local-store": "local-store with every store call awaited on an event loop, each "
+    "awaitable effect stepped on its own (none expected)",
     "shared-versions": "a MemoryProvider per node, versions shared in Redis (none expected)",
     "redis": "cascache.redis.new: values and versions in Redis, Lua scripts (none expected)",
     "per-node-local-versions": "negative control: shared values, a version store per node "
@@ -81,6 +85,8 @@ TOPOLOGY_HELP: dict[str, str] = {
 
 FAULT_HELP: dict[str, str] = {
     "step": "a store effect fails, either not applied or applied with the reply lost",
+    "cancel": "an operation is cancelled at its pending effect (asyncio task cancellation): "
+    "the effect applied or not, the operation stops with CancelledError",
     "evict": "a value-store entry or batch entry disappears (eviction)",
     "corrupt": "a stored entry is corrupted: a byte flips, another valid frame of the same "
     "length replaces it, or a current frame whose payload the codec refuses",
@@ -284,6 +290,8 @@ def build(target: Target, connect: Connect | None) -> Callable[[CoreFactory], To
         return lambda core: Local(nodes, core)
     if target.topology == "local-store":
         return lambda core: LocalRecords(nodes, core)
+    if target.topology == "async-local-store":
+        return lambda core: AsyncLocalRecords(nodes, core)
     if target.topology == "per-node-local-versions":
         return lambda core: PerNodeLocalVersions(nodes, core)
     if connect is None:

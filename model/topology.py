@@ -15,19 +15,23 @@ entry (or fence) to the other, and the integrity check would see a row of the wr
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import itertools
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import cascache
 from cascache.batch import Core
+from cascache.effects import Process, Step, drive
 from cascache.fence import FENCE_SIZE, Version
+from cascache.genstore import GenStore
 from cascache.keys import CacheKey, KeySpace
-from cascache.mutator import KeyInvalidator
+from cascache.mutator import KeyInvalidator, KeyReader, KeyWriter
+from cascache.provider import Provider
 
 from .oracle import ROW_CODEC, Row
 
@@ -36,6 +40,7 @@ if TYPE_CHECKING:
     import redis.cluster
 
 ENTRY_TTL = 30.0
+T = TypeVar("T")
 
 CoreFactory = Callable[[cascache.Options[Row]], Core[Row]]
 
@@ -78,6 +83,8 @@ class Topology(ABC):
     """Nodes plus store views and faults. Subclasses say where values and versions live."""
 
     name: str
+    asynchronous = False
+    """Whether the nodes' stores are asyncio stores, whose effects :meth:`settle` completes."""
     outage_targets: frozenset[str] = frozenset({"versions", "redis"})
     """The effect targets a version-store outage fails (the ``outage`` fault family)."""
 
@@ -100,6 +107,19 @@ class Topology(ABC):
         # The stores a subclass builds before this class's __init__ sets ``clock`` read
         # the model's clock through this.
         return self.clock()
+
+    def settle(self, pending: Awaitable[object]) -> object:
+        """Complete an asyncio store's call (only asynchronous topologies have any)."""
+        raise TypeError(f"{self.name}: its stores are synchronous, nothing to settle")
+
+    def drive(self, step: Step[T]) -> T:
+        """Run a protocol step to completion on this topology's stores."""
+        if not self.asynchronous:
+            return drive(step)
+        process = Process(step, self.settle)
+        while not process.done:
+            process.step()
+        return process.result
 
     def space_of(self, node: int) -> Space:
         """The namespace node ``node`` uses."""
@@ -277,6 +297,128 @@ class LocalRecords(Topology):
     def lose_all_versions(self) -> None:
         for store in self.stores:
             store.clear_versions()
+
+
+class Awaited:
+    """A ``LocalStore`` behind coroutine methods, for :class:`AsyncLocalRecords`: every
+    store call is an awaitable that yields to the event loop once before it runs, as an
+    asyncio client's call does. Test scaffolding for the model's asyncio path, not a store
+    anyone should use (a ``LocalStore`` never blocks)."""
+
+    def __init__(self, store: cascache.LocalStore) -> None:
+        self.store = store
+
+    async def get(self, key: str) -> bytes | None:
+        await asyncio.sleep(0)
+        return self.store.get(key)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        await asyncio.sleep(0)
+        return self.store.get_many(keys)
+
+    async def set(self, key: str, value: bytes, cost: int, ttl: float | None) -> bool:
+        await asyncio.sleep(0)
+        return self.store.set(key, value, cost, ttl)
+
+    async def add(self, key: str, value: bytes, cost: int, ttl: float | None) -> bool:
+        await asyncio.sleep(0)
+        return self.store.add(key, value, cost, ttl)
+
+    async def delete(self, key: str) -> None:
+        await asyncio.sleep(0)
+        self.store.delete(key)
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        await asyncio.sleep(0)
+        self.store.delete_many(keys)
+
+    async def snapshot(self, key: str) -> Version:
+        await asyncio.sleep(0)
+        return self.store.snapshot(key)
+
+    async def snapshot_many(self, keys: Sequence[str]) -> list[Version]:
+        await asyncio.sleep(0)
+        return self.store.snapshot_many(keys)
+
+    async def current(self, key: str) -> Version | None:
+        await asyncio.sleep(0)
+        return self.store.current(key)
+
+    async def current_many(self, keys: Sequence[str]) -> list[Version | None]:
+        await asyncio.sleep(0)
+        return self.store.current_many(keys)
+
+    async def advance(self, key: str) -> Version:
+        await asyncio.sleep(0)
+        return self.store.advance(key)
+
+    async def read(self, key: CacheKey) -> tuple[bytes | None, Version | None]:
+        await asyncio.sleep(0)
+        return self.store.read(key)
+
+    async def read_many(
+        self, keys: Sequence[CacheKey]
+    ) -> list[tuple[bytes | None, Version | None]]:
+        await asyncio.sleep(0)
+        return self.store.read_many(keys)
+
+    async def read_batch(
+        self, name: str, keys: Sequence[CacheKey]
+    ) -> tuple[bytes | None, list[Version | None]]:
+        await asyncio.sleep(0)
+        return self.store.read_batch(name, keys)
+
+    async def write_if_version(
+        self, key: CacheKey, frame: bytes, version: Version, ttl: float | None
+    ) -> bool | None:
+        await asyncio.sleep(0)
+        return self.store.write_if_version(key, frame, version, ttl)
+
+    async def invalidate(self, key: CacheKey) -> None:
+        await asyncio.sleep(0)
+        self.store.invalidate(key)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class AsyncLocalRecords(LocalRecords):
+    """``local-store`` with every store call awaited on an event loop of its own: the
+    model steps each awaitable effect to completion before choosing the next (and a
+    cancellation fault cancels an operation at an await), so the protocol's effects must
+    each be one store call whose result the driver awaits."""
+
+    name = "async-local-store"
+    asynchronous = True
+
+    def __init__(self, nodes: int, core: CoreFactory) -> None:
+        self.loop = asyncio.new_event_loop()
+        super().__init__(nodes, core)
+
+    def options(self, node: int) -> cascache.Options[Row]:
+        store = self.stores[self.store_of(node)]
+        # cascache.new binds a LocalStore it is given; behind the adapter, bind it here.
+        store.bind(self.space_of(node).keys)
+        awaited = Awaited(store)
+        return cascache.Options(
+            namespace=self.namespace_of(node),
+            provider=cast(Provider, awaited),
+            codec=ROW_CODEC,
+            default_ttl=ENTRY_TTL,
+            gen_store=cast(GenStore, awaited),
+            key_reader=cast(KeyReader, awaited),
+            key_writer=cast(KeyWriter, awaited),
+            key_invalidator=cast(KeyInvalidator, awaited),
+        )
+
+    def settle(self, pending: Awaitable[object]) -> object:
+        return self.loop.run_until_complete(pending)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.loop.close()
 
 
 class PerNodeLocalVersions(Local):

@@ -21,7 +21,7 @@ from cascache.keys import CacheKey
 from cascache.local import LocalStore
 from cascache.options import Options
 from cascache.redis import RedisGenStore, RedisKeyMutator
-from cascache.redis.scripts import LuaScript, ttl_arg
+from cascache.redis.scripts import LuaScript, mget_one_slot, ttl_arg
 from cascache.results import WriteOutcome
 from cascache.wire import Member, decode_single, encode_single
 
@@ -224,7 +224,9 @@ class IntegerGenerations:
             raw = None if fence is None else fence.to_bytes()
         else:
             assert isinstance(self.inner, RedisGenStore)
-            got = self.inner.client.get(key)
+            # MGET, as production reads versions: a garbled key of another type reads as
+            # absent instead of failing the read (GET would raise WRONGTYPE).
+            got = mget_one_slot(self.inner.client, [key])[0]
             raw = got if isinstance(got, bytes) else None
         return None if raw is None else int.from_bytes(raw, "big")
 
@@ -355,7 +357,7 @@ class Variant:
     summary: str
 
 
-ALL = ("local", "shared-versions", "redis", "local-store")
+ALL = ("local", "shared-versions", "redis", "local-store", "async-local-store")
 GENERIC = ("local", "shared-versions")
 """Topologies whose single-key steps take the generic two-store path."""
 ONE_STEP = ("redis", "local-store")

@@ -274,3 +274,47 @@ def test_effect_keys_may_be_named_only_when_looked_at() -> None:
     assert asked == []
     assert effect.keys == ("v", "g") and len(asked) == 1
     assert repr(effect) == "Effect(target='redis', op='read', keys=('v', 'g'))"
+
+
+def test_a_cancellation_thrown_in_by_step_ends_the_operation_with_it() -> None:
+    import asyncio
+
+    def op() -> Step[str]:
+        try:
+            yield Effect("values", "get", ("k",), lambda: None)
+        except Exception:  # the protocol's handlers never see a cancellation
+            return "handled"
+        return "not reached"
+
+    process = Process(op())
+    seen = process.step(asyncio.CancelledError("cancelled"), applied=True)
+    assert isinstance(seen, asyncio.CancelledError)
+    assert process.done and isinstance(process.error, asyncio.CancelledError)
+    with pytest.raises(asyncio.CancelledError):
+        _ = process.result
+
+
+def test_process_settles_awaitable_effects_one_at_a_time() -> None:
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    ran: list[str] = []
+
+    async def call(name: str) -> str:
+        await asyncio.sleep(0)
+        ran.append(name)
+        return name.upper()
+
+    def op() -> Step[list[object]]:
+        first = yield Effect("values", "get", ("a",), lambda: call("a"))
+        second = yield Effect("values", "get", ("b",), lambda: call("b"))
+        return [first, second]
+
+    try:
+        process = Process(op(), loop.run_until_complete)
+        assert process.step() == "A" and ran == ["a"]
+        # Applied, reply lost: the call completes, the operation sees the failure.
+        seen = process.step(Boom("lost"), applied=True)
+        assert isinstance(seen, Boom) and ran == ["a", "b"] and process.done
+    finally:
+        loop.close()

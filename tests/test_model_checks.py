@@ -569,3 +569,51 @@ def test_an_effect_the_model_cannot_classify_is_a_violation() -> None:
         assert found.startswith("effect vocabulary violated"), found
     finally:
         machine.topo.close()
+
+
+# --- cancellation ---------------------------------------------------------------------
+
+
+def test_a_cancelled_operation_stops_at_its_effect_and_counts_as_failed() -> None:
+    machine = model(faults={"cancel"})
+    machine.start_writer(node=0, key=A, ahead=0)
+    machine.cancel(pick=0, fault="cancel-applied")
+
+    assert not machine.procs, "the writer stopped at the cancelled effect"
+    invalidate = machine.history.ops[-1]
+    assert invalidate.kind == "invalidate" and invalidate.ok is False
+    assert any("applied, cancelled" in line for line in machine.trace)
+    assert machine.stats["faults"] == 1
+
+
+class SwallowsCancel(Core[Row]):
+    """Broken: an invalidate that treats its own cancellation as done."""
+
+    def invalidate(self, key: str) -> Step[None]:
+        try:
+            yield from super().invalidate(key)
+        except BaseException:
+            return None
+
+
+def test_the_cancel_fault_catches_an_invalidate_that_swallows_its_cancellation() -> None:
+    found = search(
+        SwallowsCancel,
+        kinds={"fill", "get", "writer", "quiet"},
+        faults={"cancel"},
+        examples=500,
+    )
+    assert found.startswith(("FRESH", "state invariant")), found
+
+
+def test_the_correct_protocol_survives_cancellation_everywhere() -> None:
+    machine = machine_for(local, core=Core, faults=frozenset({"cancel"}))
+    config = settings(
+        max_examples=150,
+        stateful_step_count=25,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    get_state_machine_test(machine, settings=config)()

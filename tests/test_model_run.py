@@ -34,6 +34,7 @@ SHRINK_SECONDS = 5.0
 CORRECT = [
     Target("local"),
     Target("local-store"),
+    Target("async-local-store"),
     Target("shared-versions", "fakeredis"),
     Target("redis", "fakeredis"),
     Target("shared-versions", "real"),
