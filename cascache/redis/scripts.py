@@ -26,6 +26,8 @@ from datetime import timedelta
 from typing import Final, Literal, TypeAlias
 
 import redis
+import redis.asyncio
+import redis.asyncio.cluster
 import redis.cluster
 from redis.exceptions import NoScriptError
 
@@ -244,6 +246,13 @@ def check_client(client: object, owner: str) -> Client:
     hand back ``str`` (or fail to decode), so it is refused at construction.
     """
     if not isinstance(client, redis.Redis | redis.cluster.RedisCluster):
+        if isinstance(client, redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster):
+            raise ConfigError(
+                f"{owner} needs a synchronous redis.Redis or redis.cluster.RedisCluster "
+                f"client, got an asyncio {type(client).__name__}: the asyncio API "
+                "(cascache.aio) runs on in-process stores so far; asyncio Redis stores are "
+                "not available yet"
+            )
         raise ConfigError(
             f"{owner} needs a redis.Redis or redis.cluster.RedisCluster client, "
             f"got {type(client).__name__}"

@@ -7,6 +7,8 @@ import pytest
 import redis
 import redis.cluster
 
+import cascache
+import cascache.redis
 from cascache.errors import ConfigError
 from cascache.keys import KeySpace
 from cascache.provider import AddProvider, ManyProvider, Provider
@@ -213,3 +215,15 @@ def test_a_key_of_another_type_reads_as_absent_and_is_replaced(any_redis: Client
     assert not provider.add(key("list"), b"frame", 5, None)  # SET NX: the key exists
     assert provider.set(key("list"), b"frame", 5, None)
     assert provider.get(key("list")) == b"frame"
+
+
+def test_an_asyncio_client_is_refused_with_what_to_use_instead() -> None:
+    client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+    with pytest.raises(ConfigError, match=r"needs a synchronous .* got an asyncio .*cascache\.aio"):
+        cascache.redis.new(
+            cascache.redis.Options(
+                namespace="n",
+                client=client,  # type: ignore[arg-type]
+                codec=cascache.JsonCodec(),
+            )
+        )
