@@ -20,16 +20,17 @@ guarantees nothing, so retry it, as after an ``InvalidateError``.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Generic, TypeVar
 
 from cascache.batch import Core
-from cascache.cache import STORES, is_async_store
+from cascache.cache import is_async_store
 from cascache.effects import adrive
 from cascache.errors import ConfigError
 from cascache.fence import Version
-from cascache.options import TTL, Options
+from cascache.options import STORES, TTL, Options
 from cascache.results import BatchWriteResult, Hit, VersionedValue, WriteResult
 
 V = TypeVar("V")
@@ -139,7 +140,13 @@ def _as_plain(loader: Callable[..., object]) -> Callable[..., V]:
     return loader  # type: ignore[return-value]
 
 
-_BLOCKING = ("RedisProvider", "RedisGenStore", "RedisKeyMutator")
+def _blocking() -> tuple[type, ...]:
+    # The sync Redis stores, if a caller has imported them (cascache.aio itself must not
+    # import redis-py, an optional dependency).
+    pieces = sys.modules.get("cascache.redis")
+    if pieces is None:
+        return ()
+    return (pieces.RedisProvider, pieces.RedisGenStore, pieces.RedisKeyMutator)
 
 
 def new(options: Options[V]) -> AsyncCAS[V]:
@@ -149,10 +156,11 @@ def new(options: Options[V]) -> AsyncCAS[V]:
     ``cascache.aio.new(cascache.Options(namespace=..., provider=cascache.LocalStore(),
     codec=...))`` is the asyncio counterpart of the README's quick start.
     """
+    blocking = _blocking()
     for name in STORES:
         store = getattr(options, name, None)
         kind = type(store).__name__
-        if kind in _BLOCKING and type(store).__module__.startswith("cascache.redis"):
+        if isinstance(store, blocking):
             raise ConfigError(
                 f"cascache.aio.new: Options.{name} is a {kind}, whose calls block the event "
                 "loop; the asyncio API runs on in-process stores (LocalStore, "

@@ -16,7 +16,7 @@ from cascache.batch import Core
 from cascache.effects import drive
 from cascache.errors import ConfigError
 from cascache.fence import Version
-from cascache.options import TTL, Options
+from cascache.options import STORES, TTL, Options
 from cascache.results import BatchWriteResult, Hit, VersionedValue, WriteResult
 
 V = TypeVar("V")
@@ -135,10 +135,6 @@ def new(options: Options[V]) -> CAS[V]:
                 "which the sync API cannot await (cascache.aio is the asyncio API)"
             )
     return CAS(Core(options))
-
-
-STORES = ("provider", "gen_store", "key_reader", "key_writer", "key_invalidator")
-"""The ``Options`` fields that hold a store."""
 
 
 def is_async_store(store: object) -> bool:

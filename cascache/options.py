@@ -106,6 +106,10 @@ def ttl_seconds(what: str, ttl: TTL | None) -> float | None:
     return float(seconds)
 
 
+STORES = ("provider", "gen_store", "key_reader", "key_writer", "key_invalidator")
+"""The ``Options`` fields that hold a store."""
+
+
 def validate(options: Options[V]) -> None:
     """Raise ``ConfigError`` naming the first thing wrong with ``options``."""
     if not isinstance(options, Options):
@@ -114,7 +118,7 @@ def validate(options: Options[V]) -> None:
         canonical_namespace(options.namespace)
     except ValueError as exc:
         raise ConfigError(f"Options.{exc}") from None
-    for name in ("provider", "codec", "gen_store", "key_reader", "key_writer", "key_invalidator"):
+    for name in (STORES[0], "codec", *STORES[1:]):  # provider first, as before
         part = getattr(options, name)
         # A runtime-checkable protocol accepts the class itself; only instances work.
         if isinstance(part, type):
