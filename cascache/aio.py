@@ -6,10 +6,13 @@ steps are the ones the sync API and the model drive; only the driver differs, so
 here decides freshness.
 
 Loaders may be plain functions or coroutine functions (``async def``): a load effect
-that returns an awaitable is awaited. Stores run on the event loop: the in-process
-stores (:class:`cascache.LocalStore`, :class:`cascache.MemoryProvider`,
-:class:`cascache.LocalGenStore`) never block it. The Redis stores of
-:mod:`cascache.redis` do, so :func:`new` refuses them.
+that returns an awaitable is awaited. Stores are either in-process stores
+(:class:`cascache.LocalStore`, :class:`cascache.MemoryProvider`,
+:class:`cascache.LocalGenStore`), which never block the event loop and are called
+directly, or asyncio stores (:class:`~cascache.provider.AsyncProvider`,
+:class:`~cascache.genstore.AsyncGenStore` and the async key paths, such as the stores of
+:mod:`cascache.redis.aio`), whose calls are awaited. The sync Redis stores of
+:mod:`cascache.redis` would block the loop, so :func:`new` refuses them.
 
 Cancellation is a fault: a task cancelled while an effect is in flight stops there
 (the effect may or may not have taken place, as with a timeout), and nothing after it
@@ -22,20 +25,53 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, fields
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from cascache.batch import Core
 from cascache.cache import is_async_store
 from cascache.effects import adrive
 from cascache.errors import ConfigError
 from cascache.fence import Version
-from cascache.options import STORES, TTL, Options
+from cascache.genstore import AsyncGenStore, GenStore
+from cascache.mutator import (
+    AsyncKeyInvalidator,
+    AsyncKeyReader,
+    AsyncKeyWriter,
+    KeyInvalidator,
+    KeyReader,
+    KeyWriter,
+)
+from cascache.options import STORES, TTL, Options, Settings
+from cascache.provider import AsyncProvider, Provider
 from cascache.results import BatchWriteResult, Hit, VersionedValue, WriteResult
 
 V = TypeVar("V")
 
-__all__ = ["AsyncCAS", "new"]
+__all__ = ["AsyncCAS", "AsyncOptions", "core_options", "new"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AsyncOptions(Settings[V]):
+    """What :func:`new` takes: :class:`cascache.Options` whose stores may also be asyncio
+    stores (an in-process value store with versions in Redis, say:
+    ``provider=cascache.LocalStore(), gen_store=cascache.redis.aio.new_gen_store(client)``).
+
+    Attributes:
+        provider: the value store: in-process, or an :class:`AsyncProvider`.
+        gen_store: the version store (default: a private ``LocalGenStore``).
+        key_reader, key_writer, key_invalidator: single-key atomic paths, sync
+            in-process ones or asyncio ones.
+
+    The rest as in :class:`cascache.options.Settings`.
+    """
+
+    provider: Provider | AsyncProvider
+    gen_store: GenStore | AsyncGenStore | None = None
+    key_reader: KeyReader | AsyncKeyReader | None = None
+    key_writer: KeyWriter | AsyncKeyWriter | None = None
+    key_invalidator: KeyInvalidator | AsyncKeyInvalidator | None = None
 
 
 class AsyncCAS(Generic[V]):
@@ -55,9 +91,21 @@ class AsyncCAS(Generic[V]):
         return not self.core.disabled
 
     async def aclose(self) -> None:
-        """Close the value store and the version store. Idempotent; every later operation
-        raises ``ClosedError``."""
-        self.core.close()
+        """Close the value store and the version store (awaiting an asyncio store's
+        ``aclose``). Idempotent; every later operation raises ``ClosedError``. Every store
+        is closed even if one fails; the first failure is raised."""
+        failure: Exception | None = None
+        for store in self.core.shut():
+            try:
+                closing = getattr(store, "aclose", None)
+                if closing is not None:
+                    await closing()
+                else:
+                    store.close()
+            except Exception as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
     async def __aenter__(self) -> AsyncCAS[V]:
         return self
@@ -149,27 +197,62 @@ def _blocking() -> tuple[type, ...]:
     return (pieces.RedisProvider, pieces.RedisGenStore, pieces.RedisKeyMutator)
 
 
-def new(options: Options[V]) -> AsyncCAS[V]:
-    """Build an asyncio cache on in-process stores. Raises ``ConfigError`` naming the first
-    thing wrong with ``options``, including a store that would block the event loop.
+_ASYNC_PROTOCOLS: dict[str, type] = {
+    "provider": AsyncProvider,
+    "gen_store": AsyncGenStore,
+    "key_reader": AsyncKeyReader,
+    "key_writer": AsyncKeyWriter,
+    "key_invalidator": AsyncKeyInvalidator,
+}
 
-    ``cascache.aio.new(cascache.Options(namespace=..., provider=cascache.LocalStore(),
-    codec=...))`` is the asyncio counterpart of the README's quick start.
+
+def core_options(options: AsyncOptions[V] | Options[V]) -> Options[V]:
+    """The :class:`cascache.Options` the protocol core is built from. Raises
+    ``ConfigError`` for a store that would block the event loop.
+
+    The core's steps are typed for the stores' results; an asyncio store's call returns an
+    awaitable of that result, which :func:`~cascache.effects.adrive` (and the model's
+    :class:`~cascache.effects.Process`, given an event loop) awaits before the step sees
+    it. So an asyncio store stands in for its sync protocol here, and only here.
     """
+    if not isinstance(options, AsyncOptions | Options):
+        raise ConfigError(
+            "cascache.aio.new takes a cascache.aio.AsyncOptions (or a cascache.Options), "
+            f"got {type(options).__name__}"
+        )
     blocking = _blocking()
     for name in STORES:
         store = getattr(options, name, None)
-        kind = type(store).__name__
         if isinstance(store, blocking):
             raise ConfigError(
-                f"cascache.aio.new: Options.{name} is a {kind}, whose calls block the event "
-                "loop; the asyncio API runs on in-process stores (LocalStore, "
-                "MemoryProvider, LocalGenStore) so far"
+                f"cascache.aio.new: Options.{name} is a {type(store).__name__}, whose calls "
+                "block the event loop: build the asyncio Redis stores with "
+                "cascache.redis.aio (new, new_gen_store, new_provider, new_key_mutator) "
+                "on a redis.asyncio client"
             )
-        if store is not None and is_async_store(store):
+        wanted = _ASYNC_PROTOCOLS[name]
+        if store is not None and is_async_store(store) and not isinstance(store, wanted):
             raise ConfigError(
-                f"cascache.aio.new: Options.{name} is {kind}, an asyncio store; the asyncio "
-                "API runs on in-process stores (LocalStore, MemoryProvider, LocalGenStore) "
-                "so far"
+                f"cascache.aio.new: Options.{name} is {type(store).__name__}, an asyncio "
+                f"store that does not implement {wanted.__name__} (every method of "
+                f"cascache.{wanted.__module__.rsplit('.', 1)[-1]}.{wanted.__name__}, "
+                "closed by aclose)"
             )
-    return AsyncCAS(Core(options))
+    if isinstance(options, Options):
+        return options
+    return cast(
+        Options[V],
+        Options(**{field.name: getattr(options, field.name) for field in fields(options)}),
+    )
+
+
+def new(options: AsyncOptions[V] | Options[V]) -> AsyncCAS[V]:
+    """Build an asyncio cache. Raises ``ConfigError`` naming the first thing wrong with
+    ``options``, including a store that would block the event loop.
+
+    ``cascache.aio.new(cascache.aio.AsyncOptions(namespace=..., provider=cascache.LocalStore(),
+    codec=...))`` is the asyncio counterpart of the README's quick start; with versions in
+    Redis, give ``gen_store=cascache.redis.aio.new_gen_store(client)``. For values and
+    versions in Redis, :func:`cascache.redis.aio.new` builds the whole cache.
+    """
+    return AsyncCAS(Core(core_options(options)))

@@ -62,7 +62,7 @@ from cascache.keys import KEY_CACHE_SIZE, CacheKey, KeySpace, canonical_key
 from cascache.local import LocalStore
 from cascache.mutator import KeyInvalidator, KeyReader, KeyWriter
 from cascache.options import TTL, Options, ttl_seconds, validate
-from cascache.provider import BulkDeleteProvider, ManyProvider, Provider
+from cascache.provider import AsyncProvider, BulkDeleteProvider, ManyProvider, Provider
 from cascache.results import Hit, WriteOutcome, WriteResult
 from cascache.wire import encode_single, split_single
 
@@ -104,12 +104,11 @@ class SingleCore(Generic[V]):
         self.provider: Provider = options.provider
         # What the value store can do beyond the Provider basics, decided once: checking
         # a runtime-checkable protocol costs microseconds, on every batch call otherwise.
-        self.many_provider: ManyProvider | None = (
-            options.provider if isinstance(options.provider, ManyProvider) else None
-        )
-        self.bulk_provider: BulkDeleteProvider | None = (
-            options.provider if isinstance(options.provider, BulkDeleteProvider) else None
-        )
+        # An AsyncProvider has both (its results are awaited by the driver, as ever).
+        many = isinstance(options.provider, ManyProvider | AsyncProvider)
+        bulk = isinstance(options.provider, BulkDeleteProvider | AsyncProvider)
+        self.many_provider = cast(ManyProvider, options.provider) if many else None
+        self.bulk_provider = cast(BulkDeleteProvider, options.provider) if bulk else None
         self.codec: Codec[V] = options.codec
         self.gens: GenStore = (
             options.gen_store if options.gen_store is not None else LocalGenStore()
@@ -133,15 +132,30 @@ class SingleCore(Generic[V]):
 
     def close(self) -> None:
         """Refuse every later operation, then close the value store and the version store.
-        Idempotent."""
+        Idempotent. Every store is closed even if one fails; the first failure is raised."""
+        failure: Exception | None = None
+        for store in self.shut():
+            try:
+                store.close()
+            except Exception as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    def shut(self) -> list[Provider | GenStore]:
+        """Refuse every later operation and return the stores still to close: the value
+        store and the version store, once each; nothing if the cache was already shut.
+
+        :meth:`close` closes them; the asyncio front end awaits an asyncio store's
+        ``aclose`` instead.
+        """
         if self.closed:
-            return
+            return []
         self.closed = True
         self.keys.clear()
-        try:
-            self.provider.close()
-        finally:
-            self.gens.close()
+        # A bound LocalStore is both; closing it twice is harmless but pointless.
+        same = cast(object, self.gens) is self.provider
+        return [self.provider] if same else [self.provider, self.gens]
 
     def check_open(self, op: str, key: str | Sequence[str]) -> None:
         """Raise ``ClosedError`` naming ``op`` and ``key`` once the cache is closed."""

@@ -51,6 +51,36 @@ class GenStore(Protocol):
         ...
 
 
+@runtime_checkable
+class AsyncGenStore(Protocol):
+    """The version store interface for the asyncio API: :class:`GenStore`'s operations as
+    coroutines, with the same rules, closed by ``aclose``."""
+
+    async def snapshot(self, key: str) -> Version:
+        """The current fence of ``key``, created atomically if it has none."""
+        ...
+
+    async def snapshot_many(self, keys: Sequence[str]) -> list[Version]:
+        """``snapshot`` for each key, in order, in one interaction."""
+        ...
+
+    async def current(self, key: str) -> Version | None:
+        """The current fence of ``key``, or ``None``; never creates one."""
+        ...
+
+    async def current_many(self, keys: Sequence[str]) -> list[Version | None]:
+        """``current`` for each key, in order, in one interaction."""
+        ...
+
+    async def advance(self, key: str) -> Version:
+        """Install a fresh fence for ``key`` and return it."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release resources. Must be idempotent."""
+        ...
+
+
 class LocalGenStore:
     """The in-process strict version store: random fences, bounded, thread-safe.
 

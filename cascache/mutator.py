@@ -60,3 +60,38 @@ class BatchReader(Protocol):
         """The batch entry stored under ``name`` and the current fence of each key, in order,
         or ``None`` for the fences when reading them up front would not save a round trip."""
         ...
+
+
+@runtime_checkable
+class AsyncKeyReader(Protocol):
+    """:class:`KeyReader` for the asyncio API: the same reads as coroutines."""
+
+    async def read(self, key: CacheKey) -> tuple[bytes | None, Version | None]:
+        """The stored frame (or ``None``) and the current fence (or ``None``)."""
+        ...
+
+    async def read_many(
+        self, keys: Sequence[CacheKey]
+    ) -> list[tuple[bytes | None, Version | None]]:
+        """``read`` for each key, in order, in as few round trips as the store allows."""
+        ...
+
+
+@runtime_checkable
+class AsyncKeyWriter(Protocol):
+    """:class:`KeyWriter` for the asyncio API."""
+
+    async def write_if_version(
+        self, key: CacheKey, frame: bytes, version: Version, ttl: float | None
+    ) -> bool | None:
+        """As :meth:`KeyWriter.write_if_version`."""
+        ...
+
+
+@runtime_checkable
+class AsyncKeyInvalidator(Protocol):
+    """:class:`KeyInvalidator` for the asyncio API."""
+
+    async def invalidate(self, key: CacheKey) -> None:
+        """Install a fresh fence and delete the entry; raise if not applied."""
+        ...

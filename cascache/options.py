@@ -10,12 +10,12 @@ from typing import Generic, TypeVar
 
 from cascache.codec import Codec
 from cascache.errors import ConfigError
-from cascache.genstore import GenStore
+from cascache.genstore import AsyncGenStore, GenStore
 from cascache.hooks import Hooks
 from cascache.keys import canonical_namespace
 from cascache.local import LocalStore
 from cascache.mutator import KeyInvalidator, KeyReader, KeyWriter
-from cascache.provider import AddProvider, Provider
+from cascache.provider import AddProvider, AsyncProvider, Provider
 
 V = TypeVar("V")
 
@@ -49,19 +49,16 @@ class BatchWriteSeed(StrEnum):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Options(Generic[V]):
-    """Everything ``cascache.new`` needs; ``namespace``, ``provider`` and ``codec`` are required.
+class Settings(Generic[V]):
+    """What every cache takes besides its stores (the base of each front end's options).
 
     Attributes:
         namespace: prefixes every storage key; caches with different namespaces never collide.
-        provider: the value store.
         codec: turns values into bytes and back.
         default_ttl: entry lifetime when a write gives none (``None``: no expiry).
         batch_ttl: batch entry lifetime (``None``: ``default_ttl``).
         disabled: every read misses and every write reports ``disabled``.
         compute_set_cost: the cost an entry is charged in the provider (default: its size).
-        gen_store: the version store (default: a private ``LocalGenStore``).
-        key_reader, key_writer, key_invalidator: single-key atomic paths (see ``mutator``).
         disable_batch: ``get_many``/``set_if_versions`` use single entries only.
         read_guard: a final check on a decoded, validated value; ``False`` drops the entry.
         batch_read_guard: the same for a member served from a batch entry.
@@ -71,22 +68,36 @@ class Options(Generic[V]):
     """
 
     namespace: str
-    provider: Provider
     codec: Codec[V]
     default_ttl: TTL | None = None
     batch_ttl: TTL | None = None
     disabled: bool = False
     compute_set_cost: Callable[[bytes], int] | None = None
-    gen_store: GenStore | None = None
-    key_reader: KeyReader | None = None
-    key_writer: KeyWriter | None = None
-    key_invalidator: KeyInvalidator | None = None
     disable_batch: bool = False
     read_guard: Callable[[str, V], bool] | None = None
     batch_read_guard: Callable[[str, V], bool] | None = None
     batch_read_seed: BatchReadSeed = BatchReadSeed.OFF
     batch_write_seed: BatchWriteSeed = BatchWriteSeed.STRICT
     hooks: Hooks | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Options(Settings[V]):
+    """Everything ``cascache.new`` needs; ``namespace``, ``provider`` and ``codec`` are required.
+
+    Attributes:
+        provider: the value store.
+        gen_store: the version store (default: a private ``LocalGenStore``).
+        key_reader, key_writer, key_invalidator: single-key atomic paths (see ``mutator``).
+
+    The rest as in :class:`Settings`.
+    """
+
+    provider: Provider
+    gen_store: GenStore | None = None
+    key_reader: KeyReader | None = None
+    key_writer: KeyWriter | None = None
+    key_invalidator: KeyInvalidator | None = None
 
 
 def ttl_seconds(what: str, ttl: TTL | None) -> float | None:
@@ -136,16 +147,19 @@ def validate(options: Options[V]) -> None:
             "Options.hooks must be a cascache.Hooks (subclass it), "
             f"got {type(options.hooks).__name__}"
         )
-    if options.provider is None or not isinstance(options.provider, Provider):
+    if options.provider is None or not isinstance(options.provider, Provider | AsyncProvider):
         raise ConfigError(
-            "Options.provider is required and must implement get, set, delete and close"
+            "Options.provider is required and must implement get, set, delete and close "
+            "(or, for the asyncio API, be an AsyncProvider)"
         )
     if options.codec is None or not isinstance(options.codec, Codec):
         raise ConfigError("Options.codec is required and must implement encode and decode")
-    if options.gen_store is not None and not isinstance(options.gen_store, GenStore):
+    if options.gen_store is not None and not isinstance(
+        options.gen_store, GenStore | AsyncGenStore
+    ):
         raise ConfigError(
             "Options.gen_store must implement snapshot, snapshot_many, current, "
-            "current_many, advance and close"
+            "current_many, advance and close (or, for the asyncio API, be an AsyncGenStore)"
         )
     ttl_seconds("Options.default_ttl", options.default_ttl)
     ttl_seconds("Options.batch_ttl", options.batch_ttl)

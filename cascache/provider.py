@@ -65,3 +65,38 @@ class AddProvider(Provider, Protocol):
     def add(self, key: str, value: bytes, cost: int, ttl: float | None) -> bool:
         """Store ``value`` only if ``key`` is absent; ``True`` if it was stored."""
         ...
+
+
+@runtime_checkable
+class AsyncProvider(Protocol):
+    """A value store for the asyncio API (:mod:`cascache.aio`): the :class:`Provider`
+    operations as coroutines, with the many-key reads and deletes required (the sync
+    fallbacks that loop over single calls would not await them), closed by ``aclose``.
+
+    ``add`` (store only if absent, for ``batch_read_seed="if_missing"``) is optional, as
+    in :class:`AddProvider`.
+    """
+
+    async def get(self, key: str) -> bytes | None:
+        """The bytes stored under ``key``, or ``None`` when absent or expired."""
+        ...
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The bytes under each key, in order; ``None`` where absent."""
+        ...
+
+    async def set(self, key: str, value: bytes, cost: int, ttl: float | None) -> bool:
+        """Store ``value``; ``False`` when the store declined it (see :meth:`Provider.set`)."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove ``key`` if present."""
+        ...
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        """Remove every key in ``keys`` that is present."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release resources. Must be idempotent."""
+        ...

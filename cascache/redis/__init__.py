@@ -15,17 +15,14 @@ core has no dependency on redis-py.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import timedelta
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 import cascache
 from cascache.cache import CAS
-from cascache.codec import Codec
 from cascache.errors import ConfigError
-from cascache.hooks import Hooks
-from cascache.options import TTL, BatchReadSeed, BatchWriteSeed, ttl_seconds
+from cascache.options import TTL, Settings, ttl_seconds
 from cascache.redis.genstore import RedisGenStore
 from cascache.redis.mutator import RedisKeyMutator
 from cascache.redis.persistence import check_persistence, persistence_risk
@@ -40,6 +37,7 @@ __all__ = [
     "RedisGenStore",
     "RedisKeyMutator",
     "RedisProvider",
+    "RedisSettings",
     "cache_options",
     "check_persistence",
     "new",
@@ -83,22 +81,18 @@ def new_key_mutator(
 
 
 @dataclass(frozen=True, kw_only=True)
-class Options(Generic[V]):
-    """What :func:`new` needs: the Redis client instead of a provider and a version store.
+class RedisSettings(Settings[V]):
+    """What a cache with values and versions in Redis takes besides its client (the base
+    of :class:`Options` and of :class:`cascache.redis.aio.Options`).
 
     Attributes:
-        namespace, codec, default_ttl, batch_ttl, disabled, compute_set_cost,
-            disable_batch, read_guard, batch_read_guard, batch_read_seed,
-            batch_write_seed, hooks: as in :class:`cascache.Options`.
-        client: a ``redis.Redis`` or ``redis.cluster.RedisCluster`` with
-            ``decode_responses=False``.
         version_ttl: expiry of version keys, renewed by successful writes (to twice the
             entry's TTL when that is longer). Safe (an expired version only turns
             entries into misses) and it bounds memory: without it every key ever
             snapshotted or invalidated keeps a version key. The default, ``"auto"``, is
             twice the longer of ``default_ttl`` and ``batch_ttl``, and at least one day.
             ``None``: no expiry.
-        close_client: the cache owns the client and closes it in ``close()``.
+        close_client: the cache owns the client and closes it when it is closed.
         wait_replicas: after each invalidate, wait until this many replicas acknowledged
             it (``WAIT``, pipelined with the script: still one round trip) and make the
             invalidate fail otherwise. Guards against failover to a replica that lacks
@@ -106,26 +100,45 @@ class Options(Generic[V]):
         wait_timeout: how long to wait for those acknowledgements (default 1 s).
         check_persistence: read the server's persistence settings when the cache is built
             and report a risky one to ``hooks.persistence_risk`` (default ``True``).
+
+    The rest as in :class:`cascache.options.Settings`.
     """
 
-    namespace: str
-    client: Client
-    codec: Codec[V]
-    default_ttl: TTL | None = None
-    batch_ttl: TTL | None = None
     version_ttl: VersionTTL = "auto"
     close_client: bool = False
     wait_replicas: int = 0
     wait_timeout: TTL = 1.0
     check_persistence: bool = True
-    disabled: bool = False
-    compute_set_cost: Callable[[bytes], int] | None = None
-    disable_batch: bool = False
-    read_guard: Callable[[str, V], bool] | None = None
-    batch_read_guard: Callable[[str, V], bool] | None = None
-    batch_read_seed: BatchReadSeed = BatchReadSeed.OFF
-    batch_write_seed: BatchWriteSeed = BatchWriteSeed.STRICT
-    hooks: Hooks | None = None
+
+    def entry_version_ttl(self) -> float | None:
+        """``version_ttl`` in seconds, ``"auto"`` resolved against the entry TTLs."""
+        entry_ttls = [
+            ttl_seconds(f"Options.{name}", ttl)
+            for name, ttl in (("default_ttl", self.default_ttl), ("batch_ttl", self.batch_ttl))
+        ]
+        return check_version_ttl(
+            self.version_ttl,
+            "Options",
+            max((ttl for ttl in entry_ttls if ttl is not None), default=None),
+        )
+
+    def settings(self) -> dict[str, object]:
+        """The :class:`cascache.options.Settings` fields, by name."""
+        return {field.name: getattr(self, field.name) for field in fields(Settings)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Options(RedisSettings[V]):
+    """What :func:`new` needs: the Redis client instead of a provider and a version store.
+
+    Attributes:
+        client: a ``redis.Redis`` or ``redis.cluster.RedisCluster`` with
+            ``decode_responses=False``.
+
+    The rest as in :class:`RedisSettings`.
+    """
+
+    client: Client
 
 
 def new(options: Options[V]) -> CAS[V]:
@@ -156,15 +169,7 @@ def cache_options(options: Options[V]) -> cascache.Options[V]:
             f"cascache.redis.new takes a cascache.redis.Options, got {type(options).__name__}"
         )
     client = check_client(options.client, "cascache.redis.new")
-    entry_ttls = [
-        ttl_seconds(f"Options.{name}", ttl)
-        for name, ttl in (("default_ttl", options.default_ttl), ("batch_ttl", options.batch_ttl))
-    ]
-    version_ttl = check_version_ttl(
-        options.version_ttl,
-        "Options",
-        max((ttl for ttl in entry_ttls if ttl is not None), default=None),
-    )
+    version_ttl = options.entry_version_ttl()
     mutator = RedisKeyMutator(
         client,
         version_ttl=version_ttl,
@@ -172,21 +177,10 @@ def cache_options(options: Options[V]) -> cascache.Options[V]:
         wait_timeout=options.wait_timeout,
     )
     return cascache.Options(
-        namespace=options.namespace,
         provider=RedisProvider(client, close_client=options.close_client),
-        codec=options.codec,
-        default_ttl=options.default_ttl,
-        batch_ttl=options.batch_ttl,
-        disabled=options.disabled,
-        compute_set_cost=options.compute_set_cost,
         gen_store=RedisGenStore(client, version_ttl=version_ttl),
         key_reader=mutator,
         key_writer=mutator,
         key_invalidator=mutator,
-        disable_batch=options.disable_batch,
-        read_guard=options.read_guard,
-        batch_read_guard=options.batch_read_guard,
-        batch_read_seed=options.batch_read_seed,
-        batch_write_seed=options.batch_write_seed,
-        hooks=options.hooks,
+        **options.settings(),  # type: ignore[arg-type]
     )

@@ -19,14 +19,18 @@ from cascache.errors import WireError
 from cascache.fence import Version, new_fence
 from cascache.redis.scripts import (
     SNAPSHOT,
+    AsyncClient,
+    AsyncClientUser,
     Client,
     ClientUser,
     VersionTTL,
     check_version_ttl,
     mget,
+    mget_async,
     parse_fence,
     px_millis,
     run_pipelined,
+    run_pipelined_async,
     ttl_arg,
 )
 
@@ -57,13 +61,12 @@ class RedisGenStore(ClientUser):
         close_client: bool = False,
     ) -> None:
         super().__init__(client, "RedisGenStore", close_client=close_client)
-        self.version_ttl = check_version_ttl(version_ttl, "RedisGenStore")
-        self._ttl_arg = ttl_arg(self.version_ttl)
+        self._versions = VersionKeys(version_ttl, "RedisGenStore")
+        self.version_ttl = self._versions.ttl
 
     def snapshot(self, key: str) -> Version:
         """The current fence of ``key``, created atomically if missing (one round trip)."""
-        reply = SNAPSHOT(self._client, (key,), (new_fence().to_bytes(), self._ttl_arg))
-        return self._created(reply, key)
+        return created(SNAPSHOT(self._client, *self._versions.snapshot_call(key)), key)
 
     def snapshot_many(self, keys: Sequence[str]) -> list[Version]:
         """``snapshot`` for each key, in order, in one pipeline.
@@ -72,9 +75,9 @@ class RedisGenStore(ClientUser):
         cluster redis-py splits the pipeline per node (one round trip per node, sent
         together).
         """
-        calls = [((key,), (new_fence().to_bytes(), self._ttl_arg)) for key in keys]
+        calls = [self._versions.snapshot_call(key) for key in keys]
         replies = run_pipelined(self._client, SNAPSHOT, calls)
-        return [self._created(reply, key) for reply, key in zip(replies, keys, strict=True)]
+        return [created(reply, key) for reply, key in zip(replies, keys, strict=True)]
 
     def current(self, key: str) -> Version | None:
         """The current fence of ``key`` or ``None``; never creates one (one MGET, which
@@ -89,20 +92,84 @@ class RedisGenStore(ClientUser):
     def advance(self, key: str) -> Version:
         """Install a fresh fence for ``key`` and return it (one SET)."""
         fence = new_fence()
-        if self.version_ttl is None:
-            self._client.set(key, fence.to_bytes())
-        else:
-            self._client.set(key, fence.to_bytes(), px=px_millis(self.version_ttl))
+        self._client.set(key, fence.to_bytes(), px=self._versions.px)
         return fence
 
     def __repr__(self) -> str:
         kind = "cluster" if self._cluster else "redis"
         return f"RedisGenStore({kind}, version_ttl={self.version_ttl})"
 
-    @staticmethod
-    def _created(reply: object, key: str) -> Version:
-        fence = parse_fence(reply, key)
-        if fence is None:
-            # The script always returns a fence; nil here means the reply is not ours.
-            raise WireError(f"snapshot of {key!r} returned no fence")
+
+class AsyncRedisGenStore(AsyncClientUser):
+    """:class:`RedisGenStore` over an asyncio client (``redis.asyncio.Redis`` or
+    ``redis.asyncio.cluster.RedisCluster``): the same keys, script and commands, awaited,
+    for :mod:`cascache.aio`. Build one with :func:`cascache.redis.aio.new_gen_store`.
+    """
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        version_ttl: VersionTTL = "auto",
+        close_client: bool = False,
+    ) -> None:
+        super().__init__(client, "AsyncRedisGenStore", close_client=close_client)
+        self._versions = VersionKeys(version_ttl, "AsyncRedisGenStore")
+        self.version_ttl = self._versions.ttl
+
+    async def snapshot(self, key: str) -> Version:
+        """The current fence of ``key``, created atomically if missing (one round trip)."""
+        return created(
+            await SNAPSHOT.run_async(self._client, *self._versions.snapshot_call(key)), key
+        )
+
+    async def snapshot_many(self, keys: Sequence[str]) -> list[Version]:
+        """``snapshot`` for each key, in order, in one pipeline."""
+        calls = [self._versions.snapshot_call(key) for key in keys]
+        replies = await run_pipelined_async(self._client, SNAPSHOT, calls)
+        return [created(reply, key) for reply, key in zip(replies, keys, strict=True)]
+
+    async def current(self, key: str) -> Version | None:
+        """The current fence of ``key`` or ``None``; never creates one (one MGET)."""
+        return parse_fence((await mget_async(self._client, [key]))[0], key)
+
+    async def current_many(self, keys: Sequence[str]) -> list[Version | None]:
+        """``current`` for each key, in order: one MGET (``mget_nonatomic`` on a cluster)."""
+        replies = await mget_async(self._client, keys)
+        return [parse_fence(reply, key) for reply, key in zip(replies, keys, strict=True)]
+
+    async def advance(self, key: str) -> Version:
+        """Install a fresh fence for ``key`` and return it (one SET)."""
+        fence = new_fence()
+        await self._client.set(key, fence.to_bytes(), px=self._versions.px)
         return fence
+
+    def __repr__(self) -> str:
+        kind = "cluster" if self._cluster else "redis"
+        return f"AsyncRedisGenStore({kind}, version_ttl={self.version_ttl})"
+
+
+class VersionKeys:
+    """How a Redis version store writes version keys: their TTL, checked once, in each
+    spelling the commands take."""
+
+    def __init__(self, version_ttl: VersionTTL, owner: str) -> None:
+        self.ttl = check_version_ttl(version_ttl, owner)
+        """Seconds, or ``None`` for no expiry."""
+        self.px = None if self.ttl is None else px_millis(self.ttl)
+        """``SET ... PX`` milliseconds, or ``None``."""
+        self.arg = ttl_arg(self.ttl)
+        """The scripts' ``ARGV`` spelling."""
+
+    def snapshot_call(self, key: str) -> tuple[tuple[str], tuple[bytes, str]]:
+        """The snapshot script's ``KEYS`` and ``ARGV`` for ``key``, with a fresh fence."""
+        return (key,), (new_fence().to_bytes(), self.arg)
+
+
+def created(reply: object, key: str) -> Version:
+    """The fence a snapshot script returned."""
+    fence = parse_fence(reply, key)
+    if fence is None:
+        # The script always returns a fence; nil here means the reply is not ours.
+        raise WireError(f"snapshot of {key!r} returned no fence")
+    return fence

@@ -11,12 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cascache.redis.scripts import (
+    AsyncClient,
+    AsyncClientUser,
     Client,
     ClientUser,
     as_bytes,
-    is_cluster,
     mget,
+    mget_async,
     pipeline,
+    pipeline_async,
     px_millis,
 )
 
@@ -50,13 +53,11 @@ class RedisProvider(ClientUser):
 
     def set(self, key: str, value: bytes, cost: int, ttl: float | None) -> bool:
         """Store ``value`` (one SET); ``True`` when Redis acknowledged it."""
-        px = None if ttl is None else px_millis(ttl)
-        return bool(self._client.set(key, value, px=px))
+        return bool(self._client.set(key, value, px=entry_px(ttl)))
 
     def add(self, key: str, value: bytes, cost: int, ttl: float | None) -> bool:
         """Store ``value`` only if ``key`` is absent (one SET NX); ``True`` if stored."""
-        px = None if ttl is None else px_millis(ttl)
-        return bool(self._client.set(key, value, px=px, nx=True))
+        return bool(self._client.set(key, value, px=entry_px(ttl), nx=True))
 
     def delete(self, key: str) -> None:
         """Remove ``key`` if present (one DEL)."""
@@ -66,7 +67,7 @@ class RedisProvider(ClientUser):
         """Remove several keys in one round trip (one per node on a cluster)."""
         if not keys:
             return
-        if is_cluster(self._client):
+        if self._cluster:
             pipe = pipeline(self._client)
             for key in keys:
                 pipe.delete(key)
@@ -76,3 +77,54 @@ class RedisProvider(ClientUser):
 
     def __repr__(self) -> str:
         return f"RedisProvider({'cluster' if self._cluster else 'redis'})"
+
+
+class AsyncRedisProvider(AsyncClientUser):
+    """:class:`RedisProvider` over an asyncio client (``redis.asyncio.Redis`` or
+    ``redis.asyncio.cluster.RedisCluster``): the same commands, awaited, for
+    :mod:`cascache.aio`. Build one with :func:`cascache.redis.aio.new_provider`.
+    """
+
+    def __init__(self, client: AsyncClient, *, close_client: bool = False) -> None:
+        super().__init__(client, "AsyncRedisProvider", close_client=close_client)
+
+    async def get(self, key: str) -> bytes | None:
+        """The frame under ``key`` or ``None`` (one MGET)."""
+        return as_bytes((await mget_async(self._client, [key]))[0], key)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The frames under ``keys``, in order: one MGET (``mget_nonatomic`` on a cluster)."""
+        replies = await mget_async(self._client, keys)
+        return [as_bytes(reply, key) for reply, key in zip(replies, keys, strict=True)]
+
+    async def set(self, key: str, value: bytes, cost: int, ttl: float | None) -> bool:
+        """Store ``value`` (one SET); ``True`` when Redis acknowledged it."""
+        return bool(await self._client.set(key, value, px=entry_px(ttl)))
+
+    async def add(self, key: str, value: bytes, cost: int, ttl: float | None) -> bool:
+        """Store ``value`` only if ``key`` is absent (one SET NX); ``True`` if stored."""
+        return bool(await self._client.set(key, value, px=entry_px(ttl), nx=True))
+
+    async def delete(self, key: str) -> None:
+        """Remove ``key`` if present (one DEL)."""
+        await self._client.delete(key)
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        """Remove several keys in one round trip (one per node on a cluster)."""
+        if not keys:
+            return
+        if self._cluster:
+            pipe = pipeline_async(self._client)
+            for key in keys:
+                pipe.delete(key)
+            await pipe.execute()
+        else:
+            await self._client.delete(*keys)
+
+    def __repr__(self) -> str:
+        return f"AsyncRedisProvider({'cluster' if self._cluster else 'redis'})"
+
+
+def entry_px(ttl: float | None) -> int | None:
+    """An entry's TTL as ``PX`` milliseconds (``None``: no expiry)."""
+    return None if ttl is None else px_millis(ttl)

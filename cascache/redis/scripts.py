@@ -23,7 +23,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Final, Literal, TypeAlias
+from typing import Final, Generic, Literal, TypeAlias, TypeVar
 
 import redis
 import redis.asyncio
@@ -38,8 +38,15 @@ from cascache.options import ttl_seconds
 Client: TypeAlias = redis.Redis | redis.cluster.RedisCluster
 """A synchronous redis-py client: a plain ``Redis`` or a ``RedisCluster``."""
 
+AsyncClient: TypeAlias = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+"""An asyncio redis-py client: a ``redis.asyncio.Redis`` or a
+``redis.asyncio.cluster.RedisCluster``."""
+
 Pipeline: TypeAlias = redis.client.Pipeline | redis.cluster.ClusterPipeline
-"""A pipeline of either client kind."""
+"""A pipeline of either sync client kind."""
+
+AsyncPipeline: TypeAlias = redis.asyncio.client.Pipeline | redis.asyncio.cluster.ClusterPipeline
+"""A pipeline of either asyncio client kind."""
 
 Arg: TypeAlias = str | bytes | int
 """One ``KEYS`` or ``ARGV`` element."""
@@ -142,7 +149,24 @@ class LuaScript:
         """Put the script in the server's cache (every primary's, on a cluster)."""
         client.script_load(self.source)
 
-    def queue(self, pipe: Pipeline, keys: Sequence[str], args: Sequence[Arg]) -> None:
+    async def run_async(
+        self, client: AsyncClient, keys: Sequence[str], args: Sequence[Arg]
+    ) -> object:
+        """``__call__`` on an asyncio client (the asyncio cluster client routes an
+        ``EVALSHA`` by its keys itself, with no extra round trip)."""
+        try:
+            return await client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await self.load_async(client)
+            return await client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+
+    async def load_async(self, client: AsyncClient) -> None:
+        """:meth:`load` on an asyncio client."""
+        await client.script_load(self.source)
+
+    def queue(
+        self, pipe: Pipeline | AsyncPipeline, keys: Sequence[str], args: Sequence[Arg]
+    ) -> None:
         """Add one run of the script to ``pipe`` (see :func:`run_pipelined`)."""
         if isinstance(pipe, redis.cluster.ClusterPipeline):
             # ClusterPipeline blocks its evalsha() method, and left to route a raw EVALSHA
@@ -154,9 +178,7 @@ class LuaScript:
                 "EVALSHA", self.sha, len(keys), *keys, *args, target_nodes=node
             )
         else:
-            pipe.execute_command(  # type: ignore[no-untyped-call]
-                "EVALSHA", self.sha, len(keys), *keys, *args
-            )
+            pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
 
 
 SNAPSHOT: Final = LuaScript("snapshot", SNAPSHOT_SOURCE)
@@ -233,6 +255,58 @@ def run_pipelined(
             script.queue(pipe, keys, args)
         for i, reply in zip(missing, pipe.execute(raise_on_error=False), strict=True):
             replies[i] = reply
+    return raise_first_error(replies)
+
+
+def pipeline_async(client: AsyncClient) -> AsyncPipeline:
+    """:func:`pipeline` for an asyncio client."""
+    if isinstance(client, redis.asyncio.cluster.RedisCluster):
+        return client.pipeline()
+    return client.pipeline(transaction=False)
+
+
+async def mget_async(client: AsyncClient, keys: Sequence[str]) -> list[object]:
+    """:func:`mget` on an asyncio client."""
+    if not keys:
+        return []
+    if isinstance(client, redis.asyncio.cluster.RedisCluster) and len(keys) > 1:
+        return list(await client.mget_nonatomic(list(keys)))
+    return await mget_one_slot_async(client, keys)
+
+
+async def mget_one_slot_async(client: AsyncClient, keys: Sequence[str]) -> list[object]:
+    """:func:`mget_one_slot` on an asyncio client."""
+    reply = await client.execute_command("MGET", *keys)
+    return list(reply)
+
+
+async def run_pipelined_async(
+    client: AsyncClient,
+    script: LuaScript,
+    calls: Sequence[tuple[Sequence[str], Sequence[Arg]]],
+) -> list[object]:
+    """:func:`run_pipelined` on an asyncio client: the same bare ``EVALSHA``s, and only
+    the runs that met ``NOSCRIPT`` sent again after loading the script."""
+    if not calls:
+        return []
+    pipe = pipeline_async(client)
+    for keys, args in calls:
+        script.queue(pipe, keys, args)
+    replies: list[object] = list(await pipe.execute(raise_on_error=False))
+    missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if missing:
+        await script.load_async(client)
+        pipe = pipeline_async(client)
+        for i in missing:
+            keys, args = calls[i]
+            script.queue(pipe, keys, args)
+        for i, reply in zip(missing, await pipe.execute(raise_on_error=False), strict=True):
+            replies[i] = reply
+    return raise_first_error(replies)
+
+
+def raise_first_error(replies: list[object]) -> list[object]:
+    """``replies``, once none of them is an error (the first one is raised)."""
     for reply in replies:
         if isinstance(reply, BaseException):
             raise reply
@@ -249,15 +323,39 @@ def check_client(client: object, owner: str) -> Client:
         if isinstance(client, redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster):
             raise ConfigError(
                 f"{owner} needs a synchronous redis.Redis or redis.cluster.RedisCluster "
-                f"client, got an asyncio {type(client).__name__}: the asyncio API "
-                "(cascache.aio) runs on in-process stores so far; asyncio Redis stores are "
-                "not available yet"
+                f"client, got an asyncio {type(client).__name__}: for asyncio code use "
+                "cascache.redis.aio (the same constructors, awaited operations)"
             )
         raise ConfigError(
             f"{owner} needs a redis.Redis or redis.cluster.RedisCluster client, "
             f"got {type(client).__name__}"
         )
-    kwargs = client.get_connection_kwargs() or {}
+    return _returning_bytes(client, owner)
+
+
+def check_async_client(client: object, owner: str) -> AsyncClient:
+    """Return ``client`` if it is a redis-py asyncio client that returns bytes."""
+    if not isinstance(client, redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster):
+        if isinstance(client, redis.Redis | redis.cluster.RedisCluster):
+            raise ConfigError(
+                f"{owner} needs an asyncio client (redis.asyncio.Redis or "
+                f"redis.asyncio.cluster.RedisCluster), got a synchronous "
+                f"{type(client).__name__}, whose calls would block the event loop: for "
+                "sync code use cascache.redis"
+            )
+        raise ConfigError(
+            f"{owner} needs a redis.asyncio.Redis or redis.asyncio.cluster.RedisCluster "
+            f"client, got {type(client).__name__}"
+        )
+    return _returning_bytes(client, owner)
+
+
+C = TypeVar("C", Client, AsyncClient)
+
+
+def _returning_bytes(client: C, owner: str) -> C:
+    getter = getattr(client, "get_connection_kwargs", None)
+    kwargs = (getter() if getter is not None else None) or {}
     decodes = bool(kwargs.get("decode_responses")) or bool(
         getattr(client.get_encoder(), "decode_responses", False)
     )
@@ -269,27 +367,53 @@ def check_client(client: object, owner: str) -> Client:
     return client
 
 
-class ClientUser:
-    """A Redis piece's hold on its client: validated once, closed only if owned."""
+class _Holder(Generic[C]):
+    """What every Redis piece keeps of its client: the client, its kind, and whether the
+    piece owns (and so closes) it."""
 
-    def __init__(self, client: Client, owner: str, *, close_client: bool = False) -> None:
-        self._client = check_client(client, owner)
-        self._cluster = is_cluster(self._client)
+    def __init__(self, client: C, *, close_client: bool) -> None:
+        self._client: C = client
+        self._cluster = isinstance(
+            client, redis.cluster.RedisCluster | redis.asyncio.cluster.RedisCluster
+        )
         self._close_client = close_client
         self._closed = False
 
     @property
-    def client(self) -> Client:
+    def client(self) -> C:
         """The redis-py client this piece talks through."""
         return self._client
 
+    def _closing(self) -> bool:
+        """Mark the piece closed; whether it must close its client now (owned, first call)."""
+        if self._closed:
+            return False
+        self._closed = True
+        return self._close_client
+
+
+class ClientUser(_Holder[Client]):
+    """A sync Redis piece's hold on its client: validated once, closed only if owned."""
+
+    def __init__(self, client: Client, owner: str, *, close_client: bool = False) -> None:
+        super().__init__(check_client(client, owner), close_client=close_client)
+
     def close(self) -> None:
         """Close the client if this piece owns it (``close_client=True``). Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._close_client:
+        if self._closing():
             self._client.close()
+
+
+class AsyncClientUser(_Holder[AsyncClient]):
+    """An asyncio Redis piece's hold on its client: validated once, closed only if owned."""
+
+    def __init__(self, client: AsyncClient, owner: str, *, close_client: bool = False) -> None:
+        super().__init__(check_async_client(client, owner), close_client=close_client)
+
+    async def aclose(self) -> None:
+        """Close the client if this piece owns it (``close_client=True``). Idempotent."""
+        if self._closing():
+            await self._client.aclose()
 
 
 def px_millis(seconds: float) -> int:

@@ -447,7 +447,7 @@ def test_config_errors_name_the_mutator(fake_redis: fakeredis.FakeRedis) -> None
 
 
 def test_wait_timeout_defaults_to_one_second(fake_redis: fakeredis.FakeRedis) -> None:
-    assert RedisKeyMutator(fake_redis, wait_replicas=1)._wait_ms == 1000
+    assert RedisKeyMutator(fake_redis, wait_replicas=1).wait_ms == 1000
 
 
 def test_get_many_without_a_batch_entry_takes_two_round_trips(any_redis: Client) -> None:

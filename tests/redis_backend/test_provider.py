@@ -219,7 +219,9 @@ def test_a_key_of_another_type_reads_as_absent_and_is_replaced(any_redis: Client
 
 def test_an_asyncio_client_is_refused_with_what_to_use_instead() -> None:
     client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-    with pytest.raises(ConfigError, match=r"needs a synchronous .* got an asyncio .*cascache\.aio"):
+    with pytest.raises(
+        ConfigError, match=r"needs a synchronous .* got an asyncio .*cascache\.redis\.aio"
+    ):
         cascache.redis.new(
             cascache.redis.Options(
                 namespace="n",
