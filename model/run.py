@@ -23,7 +23,9 @@ from .coverage import Coverage
 from .machine import FAULTS, ModelFailure, machine_for
 from .topology import (
     AllInRedis,
+    AsyncAllInRedis,
     AsyncLocalRecords,
+    AsyncSharedVersions,
     Connect,
     CoreFactory,
     Local,
@@ -49,6 +51,8 @@ TOPOLOGIES: dict[str, tuple[bool, frozenset[str]]] = {
     "async-local-store": (False, NO_REPLICA),
     "shared-versions": (True, NO_REPLICA),
     "redis": (True, NO_REPLICA - {"clock"}),
+    "async-shared-versions": (True, NO_REPLICA),
+    "async-redis": (True, NO_REPLICA - {"clock"}),
     "per-node-local-versions": (False, NO_REPLICA),
     "redis-failover": (True, NO_REPLICA - {"clock"} | {"failover"}),
     "redis-failover-wait": (True, NO_REPLICA - {"clock"} | {"failover"}),
@@ -68,6 +72,10 @@ TOPOLOGY_HELP: dict[str, str] = {
     "awaitable effect stepped on its own (none expected)",
     "shared-versions": "a MemoryProvider per node, versions shared in Redis (none expected)",
     "redis": "cascache.redis.new: values and versions in Redis, Lua scripts (none expected)",
+    "async-shared-versions": "shared-versions with the versions on a redis.asyncio client "
+    "(cascache.redis.aio.new_gen_store), each awaited call stepped on its own (none expected)",
+    "async-redis": "cascache.redis.aio.new: redis on a redis.asyncio client, each awaited "
+    "command or script stepped on its own (none expected)",
     "per-node-local-versions": "negative control: shared values, a version store per node "
     "(must be caught)",
     "redis-failover": "negative control: redis with a lagging replica that a fault promotes "
@@ -301,6 +309,10 @@ def build(target: Target, connect: Connect | None) -> Callable[[CoreFactory], To
         return lambda core: SharedVersions(nodes, core, redis_connect)
     if target.topology == "redis":
         return lambda core: AllInRedis(nodes, core, redis_connect)
+    if target.topology == "async-shared-versions":
+        return lambda core: AsyncSharedVersions(nodes, core, redis_connect)
+    if target.topology == "async-redis":
+        return lambda core: AsyncAllInRedis(nodes, core, redis_connect)
     if target.topology == "redis-failover":
         return lambda core: RedisFailover(nodes, core, redis_connect)
     if target.topology == "redis-failover-wait":

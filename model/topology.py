@@ -22,9 +22,10 @@ import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING, TypeAlias, TypeVar, cast
 
 import cascache
+import cascache.aio
 from cascache.batch import Core
 from cascache.effects import Process, Step, drive
 from cascache.fence import FENCE_SIZE, Version
@@ -37,6 +38,8 @@ from .oracle import ROW_CODEC, Row
 
 if TYPE_CHECKING:
     import redis
+    import redis.asyncio
+    import redis.asyncio.cluster
     import redis.cluster
 
 ENTRY_TTL = 30.0
@@ -199,7 +202,11 @@ class Topology(ABC):
     def close(self) -> None:
         """Release the nodes and their stores."""
         for node in self.nodes:
-            node.close()
+            if self.asynchronous:
+                # What AsyncCAS.aclose does: await an asyncio store's aclose.
+                self.settle(cascache.aio.AsyncCAS(node.core).aclose())
+            else:
+                node.close()
 
 
 class Local(Topology):
@@ -382,17 +389,35 @@ class Awaited:
         self.store.close()
 
 
-class AsyncLocalRecords(LocalRecords):
-    """``local-store`` with every store call awaited on an event loop of its own: the
-    model steps each awaitable effect to completion before choosing the next (and a
+class _OnLoop:
+    """An event loop of the topology's own, on which :meth:`settle` completes each
+    awaitable effect: the model steps one awaited store call at a time (and a
     cancellation fault cancels an operation at an await), so the protocol's effects must
-    each be one store call whose result the driver awaits."""
+    each be one store call whose result the driver awaits. Mixed into a topology."""
 
-    name = "async-local-store"
     asynchronous = True
 
-    def __init__(self, nodes: int, core: CoreFactory) -> None:
+    def _start_loop(self) -> None:
         self.loop = asyncio.new_event_loop()
+
+    def settle(self, pending: Awaitable[object]) -> object:
+        return self.loop.run_until_complete(pending)
+
+    def _stop_loop(self, *closing: Callable[[], Awaitable[None]]) -> None:
+        try:
+            for close in closing:
+                self.loop.run_until_complete(close())
+        finally:
+            self.loop.close()
+
+
+class AsyncLocalRecords(_OnLoop, LocalRecords):
+    """``local-store`` with every store call awaited on the topology's event loop."""
+
+    name = "async-local-store"
+
+    def __init__(self, nodes: int, core: CoreFactory) -> None:
+        self._start_loop()
         super().__init__(nodes, core)
 
     def options(self, node: int) -> cascache.Options[Row]:
@@ -411,14 +436,11 @@ class AsyncLocalRecords(LocalRecords):
             key_invalidator=cast(KeyInvalidator, awaited),
         )
 
-    def settle(self, pending: Awaitable[object]) -> object:
-        return self.loop.run_until_complete(pending)
-
     def close(self) -> None:
         try:
             super().close()
         finally:
-            self.loop.close()
+            self._stop_loop()
 
 
 class PerNodeLocalVersions(Local):
@@ -480,7 +502,10 @@ class _OnRedis(Topology):
 
     def fence_table(self, names: list[str]) -> list[list[Version | None]]:
         row: list[Version | None] = []
-        for raw in self.client.mget(names) if names else []:
+        from cascache.redis.scripts import mget
+
+        # The library's MGET: one per hash slot on a cluster, where the names span slots.
+        for raw in mget(self.client, names):
             valid = isinstance(raw, bytes) and len(raw) == FENCE_SIZE
             row.append(Version.from_bytes(raw) if valid and isinstance(raw, bytes) else None)
         return [row] * len(self.nodes)
@@ -586,7 +611,9 @@ class AllInRedis(_OnRedis):
 
     def raw_many(self, store: int, storage_keys: list[str]) -> list[bytes | None]:
         found: list[bytes | None] = []
-        for data in self.client.mget(storage_keys) if storage_keys else []:
+        from cascache.redis.scripts import mget
+
+        for data in mget(self.client, storage_keys):
             assert data is None or isinstance(data, bytes)
             found.append(data)
         return found
@@ -596,6 +623,110 @@ class AllInRedis(_OnRedis):
 
     def evict(self, store: int, storage_key: str) -> None:
         self.client.delete(storage_key)
+
+
+AsyncClient: TypeAlias = "redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster"
+
+
+def async_twin(client: redis.Redis | redis.cluster.RedisCluster) -> AsyncClient:
+    """An asyncio client on the server ``client`` talks to (the same fakeredis server, or
+    the same address), for the topologies whose nodes use :mod:`cascache.redis.aio`
+    while the model inspects and injects faults through the sync client."""
+    import fakeredis
+    import redis.asyncio
+    import redis.asyncio.cluster
+    import redis.cluster
+
+    kwargs = client.get_connection_kwargs()
+    if isinstance(client, fakeredis.FakeRedis):
+        return fakeredis.FakeAsyncRedis(server=kwargs["server"])
+    if isinstance(client, redis.cluster.RedisCluster):
+        node = client.get_default_node()  # type: ignore[no-untyped-call]
+        return redis.asyncio.cluster.RedisCluster(host=node.host, port=node.port)
+    return redis.asyncio.Redis(
+        host=kwargs["host"],
+        port=kwargs["port"],
+        db=kwargs.get("db", 0),
+        username=kwargs.get("username"),
+        password=kwargs.get("password"),
+    )
+
+
+class _Awaiting(_OnLoop):
+    """A Redis topology whose nodes talk to the server through an asyncio client."""
+
+    client: redis.Redis | redis.cluster.RedisCluster
+
+    def _connect_async(self) -> AsyncClient:
+        self._start_loop()
+        self.aclient = async_twin(self.client)
+        return self.aclient
+
+
+class AsyncAllInRedis(_Awaiting, AllInRedis):
+    """``cascache.redis.aio.new``: ``redis`` on an asyncio client, each awaited command
+    or script one effect, stepped on the topology's event loop."""
+
+    name = "async-redis"
+
+    def __init__(self, nodes: int, core: CoreFactory, connect: Connect) -> None:
+        self.client = connect()
+        self._connect_async()
+        super().__init__(nodes, core, lambda: self.client)
+
+    def options(self, node: int) -> cascache.Options[Row]:
+        import cascache.aio
+        import cascache.redis.aio
+
+        # Exactly what cascache.redis.aio.new builds, so variants can swap one piece.
+        return cascache.aio.core_options(
+            cascache.redis.aio.cache_options(
+                cascache.redis.aio.Options(
+                    namespace=self.namespace_of(node),
+                    client=self.aclient,
+                    codec=ROW_CODEC,
+                    default_ttl=ENTRY_TTL,
+                )
+            )
+        )
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._stop_loop(self.aclient.aclose)
+
+
+class AsyncSharedVersions(_Awaiting, SharedVersions):
+    """``shared-versions`` with the versions on an asyncio client
+    (``cascache.redis.aio.new_gen_store``) and each node's values in process."""
+
+    name = "async-shared-versions"
+
+    def __init__(self, nodes: int, core: CoreFactory, connect: Connect) -> None:
+        self.client = connect()
+        self._connect_async()
+        super().__init__(nodes, core, lambda: self.client)
+
+    def options(self, node: int) -> cascache.Options[Row]:
+        import cascache.aio
+        import cascache.redis.aio
+
+        return cascache.aio.core_options(
+            cascache.aio.AsyncOptions(
+                namespace=self.namespace_of(node),
+                provider=self.providers[self.store_of(node)],
+                codec=ROW_CODEC,
+                gen_store=cascache.redis.aio.new_gen_store(self.aclient),
+                default_ttl=ENTRY_TTL,
+            )
+        )
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._stop_loop(self.aclient.aclose)
 
 
 class _WaitingInvalidator:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from cascache.batch import Core
 from cascache.effects import Effect, Step, perform
@@ -19,8 +19,10 @@ from cascache.fence import FENCE_SIZE, Version
 from cascache.genstore import GenStore, LocalGenStore
 from cascache.keys import CacheKey
 from cascache.local import LocalStore
+from cascache.mutator import KeyWriter
 from cascache.options import Options
 from cascache.redis import RedisGenStore, RedisKeyMutator
+from cascache.redis.mutator import AsyncRedisKeyMutator
 from cascache.redis.scripts import LuaScript, mget_one_slot, ttl_arg
 from cascache.results import WriteOutcome
 from cascache.wire import Member, decode_single, encode_single
@@ -186,9 +188,21 @@ class CreatingLocalWriter:
         return store.write_if_version(key, frame, version, ttl)
 
 
+class AsyncCreatingWriter(AsyncRedisKeyMutator):
+    """#4 on an asyncio client: the same script, awaited."""
+
+    async def write_if_version(
+        self, key: CacheKey, frame: bytes, version: Version, ttl: float | None
+    ) -> bool:
+        reply = await CREATING_WRITE.run_async(
+            self.client, (key.value, key.version), (version.to_bytes(), frame, ttl_arg(ttl))
+        )
+        return reply == 1
+
+
 def creating_writer(options: Options[Row]) -> Core[Row]:
     """Wire #4 in place of the production single-key write: the Lua script on the Redis
-    topology, the record update on the local-store topology."""
+    topologies (awaited on async-redis), the record update on the local-store topology."""
     store = options.provider
     if isinstance(store, LocalStore):
         return Core(
@@ -200,7 +214,11 @@ def creating_writer(options: Options[Row]) -> Core[Row]:
                 key_invalidator=store,
             )
         )
-    writer = options.key_writer
+    writer: object = options.key_writer
+    if isinstance(writer, AsyncRedisKeyMutator):
+        return Core(
+            replace(options, key_writer=cast(KeyWriter, AsyncCreatingWriter(writer.client)))
+        )
     assert isinstance(writer, RedisKeyMutator), "#4 applies to one-step writes only"
     return Core(replace(options, key_writer=CreatingWriter(writer.client)))
 
@@ -357,10 +375,22 @@ class Variant:
     summary: str
 
 
-ALL = ("local", "shared-versions", "redis", "local-store", "async-local-store")
-GENERIC = ("local", "shared-versions")
+ALL = (
+    "local",
+    "shared-versions",
+    "redis",
+    "local-store",
+    "async-local-store",
+    "async-shared-versions",
+    "async-redis",
+)
+GENERIC = ("local", "shared-versions", "async-shared-versions")
 """Topologies whose single-key steps take the generic two-store path."""
-ONE_STEP = ("redis", "local-store")
+OWN_VERSIONS = ("local", "shared-versions")
+"""The generic topologies whose version store a variant replaces with its own (sync)
+version store: on async-shared-versions that would test the variant's store, not the
+asyncio path."""
+ONE_STEP = ("redis", "local-store", "async-redis")
 """Topologies whose single-key steps are one atomic effect over value and version."""
 STALE = ("FRESH", "state invariant", "provenance")
 """A stale value served, or stored so that it would be (or stamped with a fence that was not
@@ -425,7 +455,7 @@ VARIANTS = {
             # key swapped in with an equal stamp is served, which integrity catches (the
             # shrunk example lands on it when shrinking is cut short under load).
             (*STALE, "integrity"),
-            GENERIC,
+            OWN_VERSIONS,
             "integer generations that restart at zero after version loss",
         ),
         Variant(
@@ -433,7 +463,7 @@ VARIANTS = {
             "missing-snapshot-accepted",
             missing_accepted,
             (*STALE, "write contract"),
-            GENERIC,
+            OWN_VERSIONS,
             'a "missing" snapshot accepted as a write expectation after version loss',
         ),
         Variant(

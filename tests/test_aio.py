@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import warnings
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import fakeredis
@@ -254,14 +254,18 @@ def test_a_fill_whose_load_spans_an_invalidate_is_never_served(cache: AsyncCAS[A
 # --- many tasks, checked by the model's history checker -----------------------------------
 
 
-def stress(core: Callable[[Options[Row]], Core[Row]], seed: int) -> list[str]:
-    """Readers, writers and invalidators as tasks on one loop; returns FRESH violations."""
+Nodes = Callable[[], Awaitable[list[AsyncCAS[Row]]]]
+"""Opens the caches (nodes) of one stress run, inside its event loop."""
+
+
+def stress(open_nodes: Nodes, seed: int, tasks: int = 300) -> list[str]:
+    """Readers, writers and invalidators as tasks on one loop, spread over the nodes;
+    returns the FRESH violations the model's history checker finds."""
     rng = random.Random(seed)
     keys = ["a", "b", "c"]
     clock = 0
     db = {k: 0 for k in keys}
     history = History((0, k, 0) for k in keys)
-    cache = AsyncCAS(core(Options(namespace="s", provider=LocalStore(), codec=ROW_CODEC)))
 
     def tick() -> int:
         nonlocal clock
@@ -272,8 +276,8 @@ def stress(core: Callable[[Options[Row]], Core[Row]], seed: int) -> list[str]:
         for _ in range(rng.randrange(3)):
             await asyncio.sleep(0)
 
-    async def reader(key: str) -> None:
-        op = history.invoke("get_or_load", 0, [key], tick())
+    async def reader(cache: AsyncCAS[Row], node: int, key: str) -> None:
+        op = history.invoke("get_or_load", node, [key], tick())
 
         async def load() -> Row:
             await pause()
@@ -284,36 +288,60 @@ def stress(core: Callable[[Options[Row]], Core[Row]], seed: int) -> list[str]:
         row = await cache.get_or_load(key, load)
         op.returned, op.ok, op.served = tick(), True, {key: row}
 
-    async def writer(key: str) -> None:
+    async def getter(cache: AsyncCAS[Row], node: int, key: str) -> None:
+        op = history.invoke("get", node, [key], tick())
+        hit = await cache.get(key)
+        op.returned, op.ok = tick(), True
+        if hit is not None:
+            op.served = {key: hit.value}
+
+    async def writer(cache: AsyncCAS[Row], node: int, key: str) -> None:
         await pause()
         db[key] += 1
         history.commit(tick(), key, db[key])
         await pause()
-        op = history.invoke("invalidate", 0, [key], tick())
+        op = history.invoke("invalidate", node, [key], tick())
         await cache.invalidate(key)
         op.returned, op.ok = tick(), True
 
     async def main() -> None:
-        tasks = []
-        for _ in range(300):
-            key = rng.choice(keys)
-            tasks.append(asyncio.create_task(writer(key) if rng.random() < 0.2 else reader(key)))
-            if rng.random() < 0.3:
-                await asyncio.sleep(0)
-        await asyncio.gather(*tasks)
+        nodes = await open_nodes()
+        try:
+            running = []
+            for _ in range(tasks):
+                node = rng.randrange(len(nodes))
+                key = rng.choice(keys)
+                roll = rng.random()
+                role = writer if roll < 0.2 else getter if roll < 0.35 else reader
+                running.append(asyncio.create_task(role(nodes[node], node, key)))
+                if rng.random() < 0.3:
+                    await asyncio.sleep(0)
+            await asyncio.gather(*running)
+        finally:
+            for cache in nodes:
+                await cache.aclose()
 
     run(main())
     return [v.message for v in check(history) if v.prop == "FRESH"]
 
 
+def on_one_local_store(core: Callable[[Options[Row]], Core[Row]]) -> Nodes:
+    async def open_nodes() -> list[AsyncCAS[Row]]:
+        return [AsyncCAS(core(Options(namespace="s", provider=LocalStore(), codec=ROW_CODEC)))]
+
+    return open_nodes
+
+
 def test_concurrent_tasks_never_serve_stale() -> None:
     for seed in range(5):
-        assert stress(Core, seed) == [], f"seed {seed}"
+        assert stress(on_one_local_store(Core), seed) == [], f"seed {seed}"
 
 
 @pytest.mark.parametrize("variant", [CacheAside, DeleteWithoutAdvance], ids=lambda v: v.__name__)
 def test_the_same_harness_catches_a_broken_variant(variant: Callable[..., Core[Row]]) -> None:
-    assert any(stress(variant, seed) for seed in range(20)), "the harness would miss it"
+    assert any(stress(on_one_local_store(variant), seed) for seed in range(20)), (
+        "the harness would miss it"
+    )
 
 
 class AsyncStore:
