@@ -92,6 +92,7 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import itertools
 import json
@@ -103,11 +104,11 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
@@ -116,12 +117,14 @@ if str(REPO_ROOT) not in sys.path:
 
 import cachetools  # noqa: E402
 import redis  # noqa: E402
+import redis.asyncio  # noqa: E402
 import redis.utils  # noqa: E402
 from _timing import (  # noqa: E402
     Contender,
     Stats,
     Step,
     ThroughputRun,
+    awaited,
     call_overhead_ns,
     gc_paused,
     heap_growth,
@@ -132,6 +135,8 @@ from _timing import (  # noqa: E402
 
 import cascache  # noqa: E402
 import cascache.redis  # noqa: E402
+import cascache.redis.aio  # noqa: E402
+from cascache.aio import AsyncCAS  # noqa: E402
 from cascache.cache import CAS  # noqa: E402
 from cascache.fence import Version  # noqa: E402
 from cascache.keys import KeySpace  # noqa: E402
@@ -145,6 +150,7 @@ from tests.servers import (  # noqa: E402
 )
 
 JsonValue = dict[str, Any]
+T = TypeVar("T")
 Trips = list[list[tuple[bytes, ...]]]
 
 DEFAULT_ITERATIONS = 8_000
@@ -177,6 +183,7 @@ REDIS_GET_JSON = "redis get hit, JsonCodec()"
 REDIS_SET = "redis set_if_version"
 REDIS_INVALIDATE = "redis invalidate"
 REDIS_GET_MANY = f"redis get_many({BATCH_SIZE}) batch hit"
+ASYNC_GET_JSON = "redis async get hit, JsonCodec()"
 THREAD_MIX = (
     f"{THREADS} threads, 90% get_or_load / 10% write+invalidate, {THREAD_KEYS:,} keys (redis)"
 )
@@ -190,6 +197,7 @@ TARGETS: dict[str, float] = {
     REDIS_SET: 1.30,
     REDIS_INVALIDATE: 1.25,
     REDIS_GET_MANY: 1.5,
+    ASYNC_GET_JSON: 1.20,
     THREAD_MIX: 0.85,
     HEAP: 1.25,
 }
@@ -403,6 +411,16 @@ class RedisBench:
         self.still_hit: list[tuple[str, Callable[[], bool]]] = []
         """Checked after timing: the hit rows must still hit (a TTL shorter than the run
         would silently turn both sides into misses)."""
+        # The asyncio row: a redis.asyncio client on the same server, on a loop of its own.
+        self.loop = asyncio.new_event_loop()
+        kwargs = client.get_connection_kwargs()
+        self.aclient = redis.asyncio.Redis(
+            host=kwargs.get("host", "127.0.0.1"),
+            port=kwargs["port"],
+            db=kwargs.get("db", 0),
+            username=kwargs.get("username"),
+            password=kwargs.get("password"),
+        )
 
     def new_cache(self, namespace: str, codec: cascache.Codec[Any]) -> CAS[Any]:
         self.namespaces.append(namespace)
@@ -414,6 +432,13 @@ class RedisBench:
 
     def base_key(self, name: str) -> str:
         return self.prefix + name
+
+    def close(self) -> None:
+        """Close the asyncio client and its loop."""
+        try:
+            self.loop.run_until_complete(self.aclient.aclose())
+        finally:
+            self.loop.close()
 
     def cleanup(self) -> None:
         """Delete every key this run may have written (its namespaces and its prefix)."""
@@ -589,6 +614,57 @@ class RedisBench:
             Contender(f"{label} + {BATCH_SIZE} json.loads", raw_wire),
         )
 
+    def op_async_get_json(self) -> Operation:
+        loop, aclient, client, raw, loads = (
+            self.loop,
+            self.aclient,
+            self.client,
+            self.raw,
+            json.loads,
+        )
+        namespace = f"cascache-bench-a-{self.token}"
+        self.namespaces.append(namespace)
+        json_codec: cascache.JsonCodec[Any] = cascache.JsonCodec()
+        cache: AsyncCAS[Any] = loop.run_until_complete(
+            cascache.redis.aio.new(
+                cascache.redis.aio.Options(
+                    namespace=namespace, client=aclient, codec=json_codec, default_ttl=self.ttl
+                )
+            )
+        )
+        loop.run_until_complete(_settle(cache.get_or_load("get", lambda: self.value)))
+        if loop.run_until_complete(_settle(cache.get("get"))) is None:
+            raise BenchError("async get after a fill missed")
+        base = self.base_key("geta")
+        client.set(base, raw, px=self.px)
+        ck = KeySpace(namespace).single("get")
+        self.still_hit.append(
+            (
+                ASYNC_GET_JSON,
+                lambda: (
+                    loop.run_until_complete(_settle(cache.get("get"))) is not None
+                    and client.exists(base) == 1
+                ),
+            )
+        )
+
+        async def baseline(i: int) -> object:
+            data = await aclient.get(base)
+            return None if data is None else loads(data)
+
+        async def raw_wire(i: int) -> object:
+            # What cascache sends for a get (one MGET of value and version), raw.
+            await aclient.execute_command("MGET", ck.value, ck.version)  # type: ignore[no-untyped-call]
+            return loads(raw)
+
+        return Operation(
+            ASYNC_GET_JSON,
+            TARGETS[ASYNC_GET_JSON],
+            awaited(loop, "cascache AsyncCAS.get", lambda i: cache.get("get")),
+            awaited(loop, "redis.asyncio GET + json.loads", baseline),
+            awaited(loop, "raw MGET value version + json.loads", raw_wire),
+        )
+
     def operations(self) -> list[Operation]:
         return [
             self.op_get_bytes(),
@@ -596,7 +672,12 @@ class RedisBench:
             self.op_set_if_version(),
             self.op_invalidate(),
             self.op_get_many(),
+            self.op_async_get_json(),
         ]
+
+
+async def _settle(pending: Awaitable[T]) -> T:
+    return await pending
 
 
 # -- the threads row ------------------------------------------------------------------
@@ -1117,6 +1198,7 @@ def run(args: argparse.Namespace, url: str, own_server: bool) -> int:
         if bench is not None:
             with contextlib.suppress(redis.RedisError, OSError):
                 bench.cleanup()
+            bench.close()
         client.close()
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import redis
+from redis.asyncio.connection import AbstractConnection as AsyncConnection
 from redis.connection import AbstractConnection
 
 from model.servers import RedisCluster, RedisServer, ServerStartError, find_server_binary
@@ -138,13 +139,22 @@ def count_round_trips() -> Iterator[CommandLog]:
     """
     log = CommandLog()
     original = AbstractConnection.send_packed_command
+    original_async = AsyncConnection.send_packed_command
 
     def recording(self: AbstractConnection, command: object, check_health: bool = True) -> None:
         log.requests.append(parse_requests(command))
         original(self, command, check_health)  # type: ignore[no-untyped-call]
 
+    async def recording_async(
+        self: AsyncConnection, command: Any, check_health: bool = True
+    ) -> None:
+        log.requests.append(parse_requests(command))
+        await original_async(self, command, check_health)
+
     AbstractConnection.send_packed_command = recording  # type: ignore[method-assign]
+    AsyncConnection.send_packed_command = recording_async  # type: ignore[method-assign]
     try:
         yield log
     finally:
         AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
+        AsyncConnection.send_packed_command = original_async  # type: ignore[method-assign]
