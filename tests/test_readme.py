@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
+
+import mypy.api
 
 from cascache.aio import AsyncCAS
 from model.servers import RedisServer
@@ -43,3 +48,50 @@ def test_the_asyncio_blocks_run_against_a_real_server(redis_server: RedisServer)
         assert (await get_user("42"))["name"] == "Ada Byron"
 
     asyncio.run(handlers())
+
+
+def test_the_asyncio_blocks_type_check_under_mypy_strict() -> None:
+    # The typed usage example of the asyncio API: what a user's type checker sees.
+    service, in_process = section_blocks("### asyncio")
+    # The second block continues the first (it rebinds ``users`` for the same handlers).
+    report, _, status = mypy.api.run(
+        ["--strict", "--no-incremental", "-c", service + "\n" + in_process]
+    )
+    assert status == 0, report
+    # Not vacuous: the checker reads the block, and sees the values' type through the API.
+    wrong = service + "\n\nasync def wrong() -> int:\n    return await get_user('42')\n"
+    report, _, status = mypy.api.run(["--strict", "--no-incremental", "-c", wrong])
+    assert status == 1 and "Incompatible return value type" in report, report
+
+
+def test_the_asyncio_blocks_type_check_under_pyright_strict(tmp_path: Path) -> None:
+    # pyright (its wheel bundles the checker; it runs on the machine's Node.js) in strict
+    # mode, each block as a file of its own, the checkout on its search path.
+    blocks = section_blocks("### asyncio")
+    files = []
+    for i, block in enumerate(blocks):
+        files.append(tmp_path / f"usage_{i}.py")
+        files[-1].write_text(block, encoding="utf-8")
+    (tmp_path / "wrong.py").write_text(
+        blocks[0] + "\n\nasync def wrong() -> int:\n    return await get_user('42')\n",
+        encoding="utf-8",
+    )
+    config = {"extraPaths": [str(README.parent)], "typeCheckingMode": "strict"}
+    (tmp_path / "pyrightconfig.json").write_text(json.dumps(config), encoding="utf-8")
+    pyright = Path(sys.executable).with_name("pyright")
+
+    def check(*names: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(pyright), "--pythonpath", sys.executable, "--outputjson", *names],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    clean = check(*(f.name for f in files))
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    summary = json.loads(clean.stdout)["summary"]
+    assert summary["filesAnalyzed"] == len(files) and summary["errorCount"] == 0
+    wrong = check("wrong.py")  # not vacuous: the wrong return type is seen
+    assert wrong.returncode == 1 and "wrong.py" in wrong.stdout, wrong.stdout
