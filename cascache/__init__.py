@@ -18,19 +18,31 @@ from cascache.errors import (
     WireError,
 )
 from cascache.fence import Version
-from cascache.genstore import GenStore, LocalGenStore
+from cascache.genstore import AsyncGenStore, GenStore, LocalGenStore
 from cascache.hooks import Hooks, LoggingHooks, fan_out
 from cascache.local import LocalStore
 from cascache.memory import MemoryProvider
-from cascache.mutator import KeyInvalidator, KeyReader, KeyWriter
+from cascache.mutator import (
+    AsyncKeyInvalidator,
+    AsyncKeyReader,
+    AsyncKeyWriter,
+    KeyInvalidator,
+    KeyReader,
+    KeyWriter,
+)
 from cascache.options import TTL, BatchReadSeed, BatchWriteSeed, Options
-from cascache.provider import AddProvider, ManyProvider, Provider
+from cascache.provider import AddProvider, AsyncProvider, ManyProvider, Provider
 from cascache.results import BatchWriteResult, Hit, VersionedValue, WriteOutcome, WriteResult
 
 __all__ = [
     "CAS",
     "TTL",
     "AddProvider",
+    "AsyncGenStore",
+    "AsyncKeyInvalidator",
+    "AsyncKeyReader",
+    "AsyncKeyWriter",
+    "AsyncProvider",
     "BatchReadSeed",
     "BatchWriteResult",
     "BatchWriteSeed",

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 
 import pytest
 import redis
+import redis.asyncio
+import redis.asyncio.cluster
 import redis.cluster
 from redis.connection import AbstractConnection
 
 import cascache
 import cascache.redis
-from model.servers import RedisServer, ServerStartError
+import cascache.redis.aio
+from cascache.aio import AsyncCAS
+from model.servers import RedisCluster, RedisServer, ServerStartError
 from tests.servers import count_round_trips, find_server_binary, parse_requests, warm_up
 
 
@@ -150,3 +155,92 @@ def test_cluster_wait_goes_to_the_keys_primary(cluster_client: redis.cluster.Red
     assert (
         cache.set_if_version("k", "old", version).outcome is cascache.WriteOutcome.VERSION_MISMATCH
     )
+
+
+# --- the same on the asyncio stores ---------------------------------------------------
+
+
+async def _async_cache(port: int, namespace: str, wait: int, timeout: float) -> AsyncCAS[str]:
+    return await cascache.redis.aio.new(
+        cascache.redis.aio.Options(
+            namespace=namespace,
+            client=redis.asyncio.Redis(port=port),
+            codec=cascache.StrCodec(),
+            wait_replicas=wait,
+            wait_timeout=timeout,
+            close_client=True,
+        )
+    )
+
+
+def test_an_asyncio_invalidate_waits_for_the_replica_in_one_round_trip(
+    primary_with_replica: tuple[redis.Redis, redis.Redis],
+) -> None:
+    client, replica = primary_with_replica
+    port = client.get_connection_kwargs()["port"]
+
+    async def scenario() -> list[list[str]]:
+        cache = await _async_cache(port, "repl-aio", 1, 2.0)
+        version = await cache.snapshot_version("k")
+        assert (await cache.set_if_version("k", "v", version)).stored
+        await cache.invalidate("k")  # loads the script
+        with count_round_trips() as log:
+            await cache.invalidate("k")
+        name = cache.core.keys.single("k").version
+        assert replica.get(name) == client.get(name)
+        late = await cache.set_if_version("k", "late", version)
+        assert late.outcome is cascache.WriteOutcome.VERSION_MISMATCH
+        await cache.aclose()
+        return log.trips
+
+    assert asyncio.run(scenario()) == [["EVALSHA", "WAIT"]]
+
+
+def test_too_few_replicas_fails_an_asyncio_invalidate(
+    primary_with_replica: tuple[redis.Redis, redis.Redis],
+) -> None:
+    client, _ = primary_with_replica
+    port = client.get_connection_kwargs()["port"]
+
+    async def scenario() -> None:
+        cache = await _async_cache(port, "repl-aio-few", 2, 0.05)
+        version = await cache.snapshot_version("k")
+        with pytest.raises(cascache.InvalidateError) as raised:
+            await cache.invalidate("k")
+        assert isinstance(raised.value.advance_error, cascache.ReplicationError)
+        assert "1 of 2 replicas" in str(raised.value)
+        old = await cache.set_if_version("k", "old", version)
+        assert old.outcome is cascache.WriteOutcome.VERSION_MISMATCH
+        await cache.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_an_asyncio_cluster_wait_goes_with_the_script_to_the_keys_primary(
+    redis_cluster_nodes: RedisCluster,
+) -> None:
+    node = redis_cluster_nodes.startup_nodes[0]
+
+    async def scenario() -> None:
+        client = redis.asyncio.cluster.RedisCluster(host=node.host, port=node.port)
+        cache = await cascache.redis.aio.new(
+            cascache.redis.aio.Options(
+                namespace="repl-aio-cluster",
+                client=client,
+                codec=cascache.StrCodec(),
+                wait_replicas=1,
+                wait_timeout=0.05,
+                close_client=True,
+            )
+        )
+        version = await cache.snapshot_version("k")
+        # No replicas in the session's cluster: acknowledged by 0, so the invalidate fails,
+        # but it ran on the key's primary (the old snapshot lost) and WAIT went there too.
+        with pytest.raises(cascache.InvalidateError) as raised:
+            await cache.invalidate("k")
+        assert "0 of 1 replicas" in str(raised.value)
+        old = await cache.set_if_version("k", "old", version)
+        assert old.outcome is cascache.WriteOutcome.VERSION_MISMATCH
+        await cache.aclose()
+
+    asyncio.run(scenario())
