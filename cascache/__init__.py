@@ -6,6 +6,7 @@ Read path: ``get`` -> on a miss ``snapshot_version`` -> load the source -> ``set
 
 from cascache.cache import CAS, new
 from cascache.codec import BytesCodec, Codec, JsonCodec, LimitedCodec, StrCodec
+from cascache.decorator import cached
 from cascache.errors import (
     CascacheError,
     ClosedError,
@@ -77,6 +78,7 @@ __all__ = [
     "WireError",
     "WriteOutcome",
     "WriteResult",
+    "cached",
     "fan_out",
     "new",
 ]
