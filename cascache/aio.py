@@ -85,6 +85,7 @@ class AsyncCAS(Generic[V]):
     def __init__(self, core: Core[V]) -> None:
         self.core = core
         """The protocol core (the same class the sync API and the model drive)."""
+        core.awaiting = True
 
     def enabled(self) -> bool:
         """``False`` when built with ``disabled=True`` (every read misses, writes are no-ops)."""

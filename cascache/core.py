@@ -38,6 +38,7 @@ single-key step as one atomic effect instead, with the same meaning.
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from enum import StrEnum
 from typing import Generic, TypeVar, cast
@@ -56,6 +57,7 @@ from cascache.errors import (
     describe_keys,
 )
 from cascache.fence import Version, new_fence
+from cascache.flight import Flight, Flights
 from cascache.genstore import GenStore, LocalGenStore
 from cascache.hooks import Hooks, call_hook
 from cascache.keys import KEY_CACHE_SIZE, CacheKey, KeySpace, canonical_key
@@ -129,6 +131,11 @@ class SingleCore(Generic[V]):
         self.default_ttl = ttl_seconds("Options.default_ttl", options.default_ttl)
         self.cost: Callable[[bytes], int] = options.compute_set_cost or len
         self.closed = False
+        self.flights: Flights | None = Flights() if options.coalesce else None
+        """The loads in the air (``None``: coalescing off)."""
+        self.awaiting = False
+        """Whether an asyncio front end drives this core (a follower then awaits its
+        flight instead of blocking the thread)."""
 
     def close(self) -> None:
         """Refuse every later operation, then close the value store and the version store.
@@ -295,6 +302,11 @@ class SingleCore(Generic[V]):
         read before the load, exactly as a snapshot finding a fence would have returned
         it, so the separate snapshot is only taken when the read delivered none.
 
+        With coalescing (the default), a miss holding its fence leads the key's flight or
+        joins the one in the air, and a follower returns the flight's value only with
+        proof, taken after it joined, that the flight's fence was still current
+        (:meth:`follow`, ``cascache.flight``); without proof it loads for itself.
+
         Cache trouble never hides the source: if a cache step fails, the value still comes
         from ``loader`` and the failure is reported to ``hooks.cleanup_error``.
         """
@@ -308,20 +320,103 @@ class SingleCore(Generic[V]):
             call_hook(self.hooks.cleanup_error, "get_or_load", key, exc)
         if hit is not None:
             return hit.value
-        if version is None:
+        version = yield from self.fence_for_load(key, version)
+        flights = self.flights
+        if version is None or flights is None or self.disabled:
+            return (yield from self.load_and_store(key, loader, version, ttl, None))
+        flight, joined = flights.join(key, version)
+        if flight is None:
+            return (yield from self.load_and_store(key, loader, version, ttl, None))
+        if joined is None:
             try:
-                version = yield from self.snapshot_version(key)
-            except CascacheError as exc:
-                call_hook(self.hooks.cleanup_error, "get_or_load", key, exc)
+                return (yield from self.load_and_store(key, loader, version, ttl, flight))
+            finally:
+                flights.land(key, flight)
+        proven, value, version = yield from self.follow(key, flight, joined)
+        if proven:
+            return cast(V, value)
+        version = yield from self.fence_for_load(key, version)
+        return (yield from self.load_and_store(key, loader, version, ttl, None))
+
+    def fence_for_load(self, key: str, version: Version | None) -> Step[Version | None]:
+        """``version`` if a read delivered one, else a snapshot (``None`` if that failed:
+        the caller then loads without storing)."""
+        if version is not None:
+            return version
+        try:
+            return (yield from self.snapshot_version(key))
+        except CascacheError as exc:
+            call_hook(self.hooks.cleanup_error, "get_or_load", key, exc)
+            return None
+
+    def load_and_store(
+        self,
+        key: str,
+        loader: Callable[[], V],
+        version: Version | None,
+        ttl: float | None,
+        flight: Flight | None,
+    ) -> Step[V]:
+        """Load the source, then store the value conditionally under ``version`` (when
+        there is one); as the leader of ``flight``, record both for its followers."""
+        run = loader if flight is None else (lambda: self.lead(flight, loader))
         value = not_awaitable(
-            "get_or_load", key, (yield from perform(Effect("source", "load", (key,), loader)))
+            "get_or_load", key, (yield from perform(Effect("source", "load", (key,), run)))
         )
+        if flight is not None:
+            flight.value, flight.loaded = value, True
         if version is not None:
             try:
-                yield from self.set_if_version(key, value, version, ttl)
+                if flight is not None and self.flights is not None:
+                    # Before the store's first effect: its atomic check comes after this.
+                    self.flights.issue(flight)
+                result = yield from self.set_if_version(key, value, version, ttl)
+                if flight is not None:
+                    flight.stored = result.outcome is WriteOutcome.STORED
             except CascacheError as exc:
                 call_hook(self.hooks.cleanup_error, "get_or_load", key, exc)
         return value
+
+    @staticmethod
+    def lead(flight: Flight, loader: Callable[[], V]) -> V:
+        """Run the leader's loader, noting its thread: the loader calling back in for the
+        same key must load alone, not wait for itself."""
+        flight.loading_thread = threading.get_ident()
+        try:
+            return loader()
+        finally:
+            flight.loading_thread = None
+
+    def wait_for(self, key: str, flight: Flight) -> Step[None]:
+        """Wait, as one effect, until ``flight`` lands (awaited by the asyncio front end)."""
+        waiting = flight.wait_async if self.awaiting else flight.wait
+        yield Effect("flight", "wait", (key,), waiting, ready=flight.is_landed)
+
+    def follow(
+        self, key: str, flight: Flight, joined: int
+    ) -> Step[tuple[bool, V | None, Version | None]]:
+        """Wait for ``flight`` to land, then decide whether its value may be returned:
+        ``(True, value, None)`` with proof that it is fresh (DESIGN §3.9), else ``(False,
+        None, fence)`` with the fence a fresh read delivered (``None`` if none).
+
+        Proof is one of: the flight's conditional store was issued after this caller
+        joined (tick ``joined``) and stored; or a read made after the flight landed
+        serves an entry, or delivers the fence the flight loaded under.
+        """
+        yield from self.wait_for(key, flight)
+        issued = flight.issued
+        if flight.loaded and flight.stored and issued is not None and issued > joined:
+            return True, cast(V, flight.value), None
+        try:
+            hit, current = yield from self.lookup(key)
+        except CascacheError as exc:
+            call_hook(self.hooks.cleanup_error, "get_or_load", key, exc)
+            return False, None, None
+        if hit is not None:
+            return True, hit.value, None
+        if flight.loaded and current is not None and current == flight.fence:
+            return True, cast(V, flight.value), None
+        return False, None, current
 
     # -- steps shared with batch operations ---------------------------------------------
 

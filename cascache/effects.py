@@ -29,7 +29,8 @@ class Effect(Generic[R]):
 
     Attributes:
         target: which store it touches: ``"values"``, ``"versions"``, ``"redis"``
-            (one server-side step over both) or ``"source"`` (the caller's loader).
+            (one server-side step over both), ``"source"`` (the caller's loader) or
+            ``"flight"`` (waiting for another caller's load of the key to land).
         op: the store operation, for example ``"get"`` or ``"advance"``.
         keys: the storage keys it touches (for traces and fault injection).
         run: performs it and returns its result.
@@ -43,7 +44,7 @@ class Effect(Generic[R]):
     Nothing changes an effect after it is built.
     """
 
-    __slots__ = ("_keys", "op", "run", "target")
+    __slots__ = ("_keys", "op", "ready", "run", "target")
 
     def __init__(
         self,
@@ -51,11 +52,16 @@ class Effect(Generic[R]):
         op: str,
         keys: tuple[str, ...] | Callable[[], tuple[str, ...]],
         run: Callable[[], R],
+        ready: Callable[[], bool] | None = None,
     ) -> None:
         self.target = target
         self.op = op
         self._keys = keys
         self.run = run
+        self.ready = ready
+        """For an effect that waits on another operation (a coalesced caller waiting for
+        a flight): whether it can complete now. A stepping driver must not perform it
+        before; ``None``: always."""
 
     @property
     def keys(self) -> tuple[str, ...]:

@@ -65,6 +65,9 @@ class Settings(Generic[V]):
         batch_read_seed: see :class:`BatchReadSeed`.
         batch_write_seed: see :class:`BatchWriteSeed`.
         hooks: receives events (self-heal, rejected writes, version-store trouble).
+        coalesce: concurrent ``get_or_load`` misses of one key in this cache share one
+            load, and a caller that joined another's load returns it only with proof that
+            it is fresh (``cascache.flight``; default ``True``).
     """
 
     namespace: str
@@ -79,6 +82,7 @@ class Settings(Generic[V]):
     batch_read_seed: BatchReadSeed = BatchReadSeed.OFF
     batch_write_seed: BatchWriteSeed = BatchWriteSeed.STRICT
     hooks: Hooks | None = None
+    coalesce: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,7 +141,7 @@ def validate(options: Options[V]) -> None:
                 f"Options.{name} must be an instance, got the class {part.__name__}: "
                 f"write {part.__name__}(...)"
             )
-    for name in ("disabled", "disable_batch"):
+    for name in ("disabled", "disable_batch", "coalesce"):
         if not isinstance(getattr(options, name), bool):
             raise ConfigError(
                 f"Options.{name} must be True or False, got {getattr(options, name)!r}"

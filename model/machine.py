@@ -120,6 +120,7 @@ EFFECTS = frozenset(
         *(("values", op) for op in ("get", "get_many", "delete", "delete_many")),
         ("source", "load"),
         ("source", "load_many"),
+        ("flight", "wait"),
     }
 )
 """Every (target, op) the model knows how to read. An effect outside it is a violation
@@ -477,7 +478,7 @@ class CacheModel(RuleBasedStateMachine):
         for _ in range(ahead):
             # A read's cleanup of an entry it refused is left for a rule to step (and
             # maybe fail): its error handling is where a careless ``except`` would hide.
-            if proc.process.done or self._cleaning(proc):
+            if proc.process.done or self._cleaning(proc) or not self._ready(proc):
                 break
             self._step(proc, "ok")
 
@@ -505,6 +506,53 @@ class CacheModel(RuleBasedStateMachine):
         ``aim``, of a key whose entry a store holds)."""
         at, name, spelt = self.stored_key(node, key, aim)
         self._start_read("get_or_load", at, [name], [spelt], ahead)
+
+    def _leading(self) -> list[Proc]:
+        """The ``get_or_load`` processes whose node has a flight in the air for their key."""
+        return [
+            p
+            for p in self.procs
+            if p.label == "get_or_load"
+            and (flights := self.topo.nodes[p.node].core.flights) is not None
+            and flights.in_air(plain(p.keys[0]))
+        ]
+
+    @precondition(lambda self: self.on("get_or_load") and bool(self._leading()))
+    @rule(pick=WIDE, ahead=aheads)
+    def join_get_or_load(self, pick: int, ahead: int) -> None:
+        """A reader calls ``get_or_load`` of a key whose load is in the air on its node, so
+        it meets that flight (coalescing, DESIGN §3.9)."""
+        loading = self._leading()
+        # A flight that has loaded already is where joining can go wrong: its value may
+        # predate an invalidate that returned before this reader starts.
+        loaded = [p for p in loading if p.phase == "write"]
+        # Above all a flight whose fence an invalidate has replaced since it was taken.
+        stale = [p for p in loaded if not self._observed_current(p)]
+        pool = (stale or loaded) if loaded and pick % 4 else loading
+        target = pool[pick % len(pool)]
+        name = target.keys[0]
+        self._start_read("get_or_load", target.node, [name], [spell(name, pick // 7)], ahead)
+
+    @precondition(
+        lambda self: self.on("writer")
+        and self.on("get_or_load")
+        and any(p.phase == "write" for p in self._leading())
+    )
+    @rule(pick=WIDE)
+    def write_under_a_flight(self, pick: int) -> None:
+        """While a load is in the air (loaded, not yet stored), a writer commits and
+        invalidates its key, and then a reader meets the flight: the one order in which
+        joining without proof hands out a stale value (DESIGN §3.9). Each is an ordinary
+        process; the rules may still interleave anything with them."""
+        loaded = [p for p in self._leading() if p.phase == "write"]
+        target = loaded[pick % len(loaded)]
+        name = target.keys[0]
+        index = self.db.write(name, self.now)
+        self.history.commit(self.now, name, index)
+        self.trace.append(f"{self.now:>3}  source commits {name}@{index}")
+        self.now += 1
+        self._invalidate(target.node, name, spell(name, pick // 3), ahead=2)
+        self._start_read("get_or_load", target.node, [name], [spell(name, pick // 5)], ahead=3)
 
     @precondition(lambda self: self.on("writer"))
     @rule(node=node_ids, key=keys_st, ahead=aheads, aim=st.booleans())
@@ -609,28 +657,50 @@ class CacheModel(RuleBasedStateMachine):
         """The loader ``get_many_or_load`` calls with the keys that missed."""
         return {k: self._read(plain(k)) for k in keys}
 
+    @staticmethod
+    def _ready(proc: Proc) -> bool:
+        """Whether ``proc``'s pending effect can be performed now (a coalesced caller
+        waits until the flight it joined has landed)."""
+        effect = proc.process.pending
+        return effect is not None and (effect.ready is None or effect.ready())
+
+    def _runnable(self) -> list[Proc]:
+        """The in-flight processes that can take a step (never empty while any is in
+        flight: a flight's leader never waits, and lands whatever ends it)."""
+        runnable = [proc for proc in self.procs if self._ready(proc)]
+        assert runnable or not self.procs, "every in-flight process waits: a flight never landed"
+        return runnable
+
     @precondition(lambda self: bool(self.procs))
     @rule(pick=WIDE, fault=outcomes)
     def step(self, pick: int, fault: str) -> None:
         """Advance one in-flight process by one effect; maybe fail it (applied or not)."""
-        self._step(self.procs[pick % len(self.procs)], fault if "step" in self.active else "ok")
+        runnable = self._runnable()
+        self._step(runnable[pick % len(runnable)], fault if "step" in self.active else "ok")
 
     @precondition(lambda self: bool(self.procs))
     @rule(picks=st.lists(st.tuples(WIDE, outcomes), min_size=1, max_size=8))
     def run(self, picks: list[tuple[int, str]]) -> None:
         """Advance in-flight processes by one effect each, in the order given."""
         for pick, fault in picks:
-            if not self.procs:
+            runnable = self._runnable()
+            if not runnable:
                 return
-            proc = self.procs[pick % len(self.procs)]
+            proc = runnable[pick % len(runnable)]
             self._step(proc, fault if "step" in self.active else "ok")
 
     @precondition(lambda self: bool(self.procs) and "cancel" in self.active)
     @rule(pick=WIDE, fault=st.sampled_from(sorted(CANCELS)))
     def cancel(self, pick: int, fault: str) -> None:
         """Cancel an in-flight operation at its pending effect, as asyncio cancels a task
-        awaiting it: the effect may or may not have been applied, and the operation stops."""
-        self._step(self.procs[pick % len(self.procs)], fault)
+        awaiting it: the effect may or may not have been applied, and the operation stops.
+        A caller waiting for a flight is cancelled while it waits (nothing applied)."""
+        waiting = [proc for proc in self.procs if not self._ready(proc)]
+        if waiting and pick % 4 == 0:
+            self._step(waiting[pick // 4 % len(waiting)], "cancel")
+            return
+        runnable = self._runnable()
+        self._step(runnable[pick % len(runnable)], fault)
 
     @precondition(lambda self: bool(self.procs) and "step" in self.active)
     @rule(pick=WIDE, fault=st.sampled_from(["fail", "applied"]))
@@ -638,8 +708,9 @@ class CacheModel(RuleBasedStateMachine):
         """Fail the pending effect of a read about to meet an entry it must not serve, or
         about to delete one it refused (error handling matters most there: the hazard is
         one careless ``except`` away); with no such read in flight, of any process."""
-        risky = [proc for proc in self.procs if self._cleaning(proc) or self._hazard(proc)]
-        pool = risky or self.procs
+        runnable = self._runnable()
+        risky = [proc for proc in runnable if self._cleaning(proc) or self._hazard(proc)]
+        pool = risky or runnable
         self._step(pool[pick % len(pool)], fault)
 
     def _step(self, proc: Proc, fault: str) -> None:
@@ -656,6 +727,10 @@ class CacheModel(RuleBasedStateMachine):
         down = self.outage > 0 and effect.target in self.topo.outage_targets
         if down and fault not in CANCELS:
             fault = "applied" if fault == "applied" else "fail"
+        if effect.target == "flight" and fault not in ("ok", "cancel"):
+            # Waiting for a flight touches no store: nothing to fail but the waiting task
+            # itself, which the cancel fault covers; a waiter cannot be "applied".
+            fault = "ok" if fault not in CANCELS else "cancel"
         if proc.phase == "write" and self._observed_current(proc):
             proc.saw_current = True
         type(self).coverage.effect(
@@ -739,6 +814,13 @@ class CacheModel(RuleBasedStateMachine):
             return
         if effect.target == "source":
             proc.phase = "write"
+            return
+        if effect.target == "flight":
+            # A follower's flight was loaded from the source (by its leader, on its
+            # behalf): a value returned from it is a load, not an entry served from the
+            # cache. FRESH judges it like any other value the call returns.
+            if getattr(seen, "loaded", False):
+                proc.loaded.update(proc.keys)
             return
         if effect.target == "versions" and effect.op in SNAPSHOTS and proc.phase == "read":
             fences = [seen] if effect.op == "snapshot" else seen

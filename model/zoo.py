@@ -16,6 +16,7 @@ from typing import TypeVar, cast
 from cascache.batch import Core
 from cascache.effects import Effect, Step, perform
 from cascache.fence import FENCE_SIZE, Version
+from cascache.flight import Flight
 from cascache.genstore import GenStore, LocalGenStore
 from cascache.keys import CacheKey
 from cascache.local import LocalStore
@@ -360,6 +361,24 @@ class SeedsFreshSnapshot(Core[V]):
         return seeded
 
 
+# -- #13: coalescing -----------------------------------------------------------------------
+
+
+class JoinAny(Core[V]):
+    """#13 A caller that meets a load of its key in the air waits for it and returns its
+    value, with no proof that the fence it loaded under was still current after the caller
+    joined: a load that began before an invalidate is handed to a caller that started
+    after the invalidate returned (the stale-set race, one level up)."""
+
+    def follow(
+        self, key: str, flight: Flight, joined: int
+    ) -> Step[tuple[bool, V | None, Version | None]]:
+        yield from self.wait_for(key, flight)
+        if flight.loaded:
+            return True, cast(V, flight.value), None
+        return False, None, None
+
+
 # -- the catalogue ----------------------------------------------------------------------
 
 
@@ -481,6 +500,14 @@ VARIANTS = {
             STALE,
             ALL,
             "the batch write seeds singles with a fresh snapshot",
+        ),
+        Variant(
+            13,
+            "join-any",
+            JoinAny,
+            STALE,
+            ALL,
+            "a coalesced caller returns the load it joined without proof it is fresh",
         ),
         Variant(
             12,
