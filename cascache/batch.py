@@ -12,12 +12,13 @@ writes are not atomic across keys; freshness comes from the per-member check on 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from cascache.core import SingleCore, check_version, counted, keys_text, not_awaitable
 from cascache.effects import Effect, Step, perform
 from cascache.errors import CascacheError, OpError, WireError
 from cascache.fence import Version, new_fence
+from cascache.flight import Flight
 from cascache.genstore import LocalGenStore
 from cascache.hooks import call_hook
 from cascache.keys import CacheKey, canonical_key
@@ -146,7 +147,9 @@ class Core(SingleCore[V]):
 
         ``loader`` gets the missing keys and returns the values it found; keys it leaves
         out are absent from the result. Cache failures fall back to ``loader`` and are
-        reported to ``hooks.cleanup_error``.
+        reported to ``hooks.cleanup_error``. With coalescing, a missing key whose load is
+        in the air in this cache is followed instead of loaded, under the same proof rule
+        as ``get_or_load``; the keys without proof are loaded in one more loader call.
         """
         wanted = unique_keys("get_many_or_load", keys)
         self.check_open("get_many_or_load", wanted)
@@ -157,36 +160,98 @@ class Core(SingleCore[V]):
             found, missing = {}, wanted
         if not missing:
             return found
-        versions: dict[str, Version] = {}
+        versions = yield from self.fences_for_load(missing)
+        # Coalescing, key by key (``SingleCore.get_or_load`` has the rule): lead the
+        # flights of the keys nobody is loading, follow the others. Every led flight
+        # lands before this call waits for any other, so two batches that lead and
+        # follow each other's keys cannot wait for each other.
+        led: dict[str, Flight] = {}
+        followed: list[tuple[str, Flight, int]] = []
+        flights = self.flights
+        if flights is not None and not self.disabled:
+            for key in missing:
+                if key in versions:
+                    flight, joined = flights.join(key, versions[key])
+                    if flight is not None and joined is None:
+                        led[key] = flight
+                    elif flight is not None and joined is not None:
+                        followed.append((key, flight, joined))
         try:
-            versions = yield from self.snapshot_versions(missing)
+            following = {key for key, _, _ in followed}
+            mine = [key for key in missing if key not in following]
+            if mine:
+                found.update(
+                    (yield from self.load_and_store_many(mine, loader, versions, ttl, led))
+                )
+        finally:
+            if flights is not None:
+                for key, flight in led.items():
+                    flights.land(key, flight)
+        unproven: list[str] = []
+        for key, flight, joined in followed:
+            proven, value, _ = yield from self.follow(key, flight, joined)
+            if proven:
+                found[key] = cast(V, value)
+            else:
+                unproven.append(key)
+        if unproven:
+            versions = yield from self.fences_for_load(unproven)
+            found.update((yield from self.load_and_store_many(unproven, loader, versions, ttl, {})))
+        return found
+
+    def fences_for_load(self, keys: list[str]) -> Step[dict[str, Version]]:
+        """Snapshots of ``keys`` to store their loaded values under (none if that failed:
+        the values are then loaded and returned, not stored)."""
+        try:
+            return (yield from self.snapshot_versions(keys))
         except CascacheError as exc:
-            call_hook(self.hooks.cleanup_error, "get_many_or_load", keys_text(missing), exc)
+            call_hook(self.hooks.cleanup_error, "get_many_or_load", keys_text(keys), exc)
+            return {}
+
+    def load_and_store_many(
+        self,
+        keys: list[str],
+        loader: Callable[[list[str]], Mapping[str, V]],
+        versions: Mapping[str, Version],
+        ttl: float | None,
+        led: Mapping[str, Flight],
+    ) -> Step[dict[str, V]]:
+        """One loader call for ``keys``, then one conditional batch store of what it
+        returned under ``versions``; as the leader of the flights in ``led``, record both
+        for their followers. Returns the loaded values."""
         # The effect is the loader's call alone (an async driver awaits what it returns);
         # the copy into a dict happens here, once the values are in.
         loaded = dict(
             not_awaitable(
                 "get_many_or_load",
-                missing,
+                keys,
                 (
                     yield from perform(
-                        Effect("source", "load_many", tuple(missing), lambda: loader(list(missing)))
+                        Effect("source", "load_many", tuple(keys), lambda: loader(list(keys)))
                     )
                 ),
             )
         )
+        for key, flight in led.items():
+            if key in loaded:
+                flight.value, flight.loaded = loaded[key], True
         items = [
             VersionedValue(key, loaded[key], versions[key])
-            for key in missing
+            for key in keys
             if key in loaded and key in versions
         ]
         if items:
             try:
-                yield from self.set_if_versions(items, ttl)
+                if self.flights is not None:
+                    # Before the store's first effect: its atomic check comes after this.
+                    for flight in led.values():
+                        self.flights.issue(flight)
+                result = yield from self.set_if_versions(items, ttl)
+                for flight in led.values():
+                    flight.stored = result.outcome is WriteOutcome.STORED
             except CascacheError as exc:
-                call_hook(self.hooks.cleanup_error, "get_many_or_load", keys_text(missing), exc)
-        found.update((key, loaded[key]) for key in missing if key in loaded)
-        return found
+                call_hook(self.hooks.cleanup_error, "get_many_or_load", keys_text(keys), exc)
+        return {key: loaded[key] for key in keys if key in loaded}
 
     # -- steps ------------------------------------------------------------------------
 

@@ -507,36 +507,49 @@ class CacheModel(RuleBasedStateMachine):
         at, name, spelt = self.stored_key(node, key, aim)
         self._start_read("get_or_load", at, [name], [spelt], ahead)
 
-    def _leading(self) -> list[Proc]:
-        """The ``get_or_load`` processes whose node has a flight in the air for their key."""
-        return [
-            p
-            for p in self.procs
-            if p.label == "get_or_load"
-            and (flights := self.topo.nodes[p.node].core.flights) is not None
-            and flights.in_air(plain(p.keys[0]))
-        ]
+    def _leading(self) -> list[tuple[Proc, str]]:
+        """Each filling process (``get_or_load``, ``get_many_or_load``) with a key whose
+        flight is in the air on its node."""
+        found = []
+        for proc in self.procs:
+            flights = self.topo.nodes[proc.node].core.flights
+            if proc.label in ("get_or_load", "get_many_or_load") and flights is not None:
+                found += [(proc, key) for key in proc.keys if flights.in_air(plain(key))]
+        return found
+
+    def _join(self, node: int, name: str, pick: int, ahead: int) -> None:
+        """Start a fill of ``name`` on ``node``: ``get_or_load``, or ``get_many_or_load``
+        of it and one more key."""
+        space = self.topo.space_of(node)
+        others = [f"{space.prefix}{k}" for k in KEYS[: self.nkeys] if f"{space.prefix}{k}" != name]
+        if pick % 3 == 0 and others:
+            names = [name, others[pick // 3 % len(others)]]
+            spelt = [spell(n, pick // 7) for n in names]
+            self._start_read("get_many_or_load", node, names, spelt, ahead)
+        else:
+            self._start_read("get_or_load", node, [name], [spell(name, pick // 7)], ahead)
 
     @precondition(lambda self: self.on("get_or_load") and bool(self._leading()))
     @rule(pick=WIDE, ahead=aheads)
-    def join_get_or_load(self, pick: int, ahead: int) -> None:
-        """A reader calls ``get_or_load`` of a key whose load is in the air on its node, so
-        it meets that flight (coalescing, DESIGN §3.9)."""
+    def join_a_flight(self, pick: int, ahead: int) -> None:
+        """A reader fills a key whose load is in the air on its node, so it meets that
+        flight (coalescing, DESIGN §3.9)."""
         loading = self._leading()
         # A flight that has loaded already is where joining can go wrong: its value may
-        # predate an invalidate that returned before this reader starts.
-        loaded = [p for p in loading if p.phase == "write"]
-        # Above all a flight whose fence an invalidate has replaced since it was taken.
-        stale = [p for p in loaded if not self._observed_current(p)]
+        # predate an invalidate that returned before this reader starts; above all one
+        # whose fence an invalidate has replaced since it was taken.
+        loaded = [(p, k) for p, k in loading if p.phase == "write"]
+        stale = [(p, k) for p, k in loaded if not self._observed_current(p)]
         pool = (stale or loaded) if loaded and pick % 4 else loading
-        target = pool[pick % len(pool)]
-        name = target.keys[0]
-        self._start_read("get_or_load", target.node, [name], [spell(name, pick // 7)], ahead)
+        target, name = pool[pick % len(pool)]
+        self._join(target.node, name, pick, ahead)
 
     @precondition(
-        lambda self: self.on("writer")
-        and self.on("get_or_load")
-        and any(p.phase == "write" for p in self._leading())
+        lambda self: (
+            self.on("writer")
+            and self.on("get_or_load")
+            and any(p.phase == "write" for p, _ in self._leading())
+        )
     )
     @rule(pick=WIDE)
     def write_under_a_flight(self, pick: int) -> None:
@@ -544,15 +557,14 @@ class CacheModel(RuleBasedStateMachine):
         invalidates its key, and then a reader meets the flight: the one order in which
         joining without proof hands out a stale value (DESIGN §3.9). Each is an ordinary
         process; the rules may still interleave anything with them."""
-        loaded = [p for p in self._leading() if p.phase == "write"]
-        target = loaded[pick % len(loaded)]
-        name = target.keys[0]
+        loaded = [(p, k) for p, k in self._leading() if p.phase == "write"]
+        target, name = loaded[pick % len(loaded)]
         index = self.db.write(name, self.now)
         self.history.commit(self.now, name, index)
         self.trace.append(f"{self.now:>3}  source commits {name}@{index}")
         self.now += 1
         self._invalidate(target.node, name, spell(name, pick // 3), ahead=2)
-        self._start_read("get_or_load", target.node, [name], [spell(name, pick // 5)], ahead=3)
+        self._join(target.node, name, pick, ahead=3)
 
     @precondition(lambda self: self.on("writer"))
     @rule(node=node_ids, key=keys_st, ahead=aheads, aim=st.booleans())
@@ -820,7 +832,7 @@ class CacheModel(RuleBasedStateMachine):
             # behalf): a value returned from it is a load, not an entry served from the
             # cache. FRESH judges it like any other value the call returns.
             if getattr(seen, "loaded", False):
-                proc.loaded.update(proc.keys)
+                proc.loaded.update(plain(key) for key in effect.keys)
             return
         if effect.target == "versions" and effect.op in SNAPSHOTS and proc.phase == "read":
             fences = [seen] if effect.op == "snapshot" else seen

@@ -18,6 +18,7 @@ import cascache.redis.aio
 from cascache import JsonCodec, LocalStore, Options
 from cascache.aio import AsyncCAS
 from cascache.batch import Core
+from cascache.flight import Flight
 from model.zoo import JoinAny
 
 CoreFactory = Callable[[Options[Any]], Core[Any]]
@@ -32,36 +33,62 @@ def _sync(core: CoreFactory = Core, **extra: Any) -> cascache.CAS[Any]:
 # --- threads ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("herd", [10, 50])
-def test_a_herd_of_cold_requests_makes_one_load(herd: int) -> None:
+class Herd:
+    """Threads of a herd, each blocked either in the loader (a leader, until released) or
+    waiting for a flight: once every one is blocked, every join has happened."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+        self.size = size
+        self.blocked: set[int] = set()
+        self.lock = threading.Lock()
+        self.release = threading.Event()
+        waiting = Flight.wait
+
+        def counted(flight: Flight) -> Flight:
+            self.block()
+            return waiting(flight)
+
+        monkeypatch.setattr(Flight, "wait", counted)
+
+    def block(self) -> None:
+        with self.lock:
+            self.blocked.add(threading.get_ident())
+
+    def in_loader(self) -> None:
+        self.block()
+        assert self.release.wait(10)
+
+    def release_when_all_blocked(self) -> None:
+        deadline = time.monotonic() + 10
+        while len(self.blocked) < self.size:
+            assert time.monotonic() < deadline, f"only {len(self.blocked)} blocked"
+            time.sleep(0.001)
+        self.release.set()
+
+
+@pytest.mark.parametrize("size", [10, 50])
+def test_a_herd_of_cold_requests_makes_one_load(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
     cache = _sync()
+    herd = Herd(monkeypatch, size)
     loads = 0
-    release = threading.Event()
-    start = threading.Barrier(herd)
     results: list[object] = []
 
     def loader() -> str:
         nonlocal loads
         loads += 1
-        release.wait(5)
+        herd.in_loader()
         return "row"
 
-    def request() -> None:
-        start.wait()
-        results.append(cache.get_or_load("k", loader))
-
-    threads = [threading.Thread(target=request) for _ in range(herd)]
+    threads = [
+        threading.Thread(target=lambda: results.append(cache.get_or_load("k", loader)))
+        for _ in range(size)
+    ]
     for thread in threads:
         thread.start()
-    # Let every request reach the flight before the load returns.
-    deadline = time.monotonic() + 5
-    while len(cache.core.flights or ()) == 0 and time.monotonic() < deadline:
-        time.sleep(0.001)
-    time.sleep(0.05)
-    release.set()
+    herd.release_when_all_blocked()
     for thread in threads:
         thread.join(10)
-    assert results == ["row"] * herd
+    assert results == ["row"] * size
     assert loads == 1
 
 
@@ -89,47 +116,44 @@ def test_without_coalescing_every_cold_request_loads() -> None:
     assert loads == 8
 
 
-def _stale_race_with_threads(core: CoreFactory) -> object:
+def _stale_race_with_threads(monkeypatch: pytest.MonkeyPatch, core: CoreFactory) -> object:
     """The issue's scenario: a slow load of v0 is in the air; the source is written and
     the invalidate returns; a request that starts after that meets the flight. Returns
     what that request got."""
     cache = _sync(core)
+    herd = Herd(monkeypatch, 2)  # the leader in its loader, the follower on the flight
     db = {"k": "v0"}
     loading = threading.Event()
-    release = threading.Event()
 
     def slow() -> str:
         value = db["k"]  # read before the write below
         loading.set()
-        release.wait(5)
+        herd.in_loader()
         return value
 
     leader = threading.Thread(target=lambda: cache.get_or_load("k", slow))
     leader.start()
-    loading.wait(5)
+    assert loading.wait(5)
     db["k"] = "v1"
     cache.invalidate("k")
     got: list[object] = []
     follower = threading.Thread(target=lambda: got.append(cache.get_or_load("k", lambda: db["k"])))
     follower.start()
-    deadline = time.monotonic() + 5
-    while not cache.core.flights or not cache.core.flights.in_air("k"):
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
-    time.sleep(0.05)  # the follower is waiting on the flight now
-    release.set()
+    herd.release_when_all_blocked()
     leader.join(5)
     follower.join(5)
     return got[0]
 
 
-def test_a_request_after_an_invalidate_is_never_handed_an_older_flight() -> None:
-    assert _stale_race_with_threads(Core) == "v1"
+def test_a_request_after_an_invalidate_is_never_handed_an_older_flight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert _stale_race_with_threads(monkeypatch, Core) == "v1"
 
 
-def test_joining_without_proof_hands_out_the_stale_value() -> None:
+def test_joining_without_proof_hands_out_the_stale_value(monkeypatch: pytest.MonkeyPatch) -> None:
     # The same scenario with the naive rule (bug zoo #13): the test above can fail.
-    assert _stale_race_with_threads(JoinAny) == "v0"
+    assert _stale_race_with_threads(monkeypatch, JoinAny) == "v0"
 
 
 def test_a_loader_that_calls_back_in_for_its_key_loads_alone() -> None:
@@ -275,3 +299,70 @@ def test_an_async_loader_that_calls_back_in_for_its_key_loads_alone() -> None:
         return await cache.get_or_load("k", outer)
 
     assert asyncio.run(scenario()) == "outer+inner"
+
+
+# --- get_many_or_load ----------------------------------------------------------------------
+
+
+def test_overlapping_batch_fills_load_each_key_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = _sync()
+    batches = [["a", "b"], ["b", "c"], ["a", "c"], ["a", "b", "c"], ["c"], ["b"]]
+    herd = Herd(monkeypatch, len(batches))
+    loaded: list[str] = []
+
+    def loader(keys: list[str]) -> dict[str, str]:
+        with herd.lock:
+            loaded.extend(keys)
+        herd.in_loader()
+        return {k: k.upper() for k in keys}
+
+    results: list[dict[str, Any]] = []
+    threads = [
+        threading.Thread(
+            target=lambda keys=keys: results.append(cache.get_many_or_load(keys, loader))
+        )
+        for keys in batches
+    ]
+    for thread in threads:
+        thread.start()
+    herd.release_when_all_blocked()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(loaded) == ["a", "b", "c"], "each key loaded once"
+    assert sorted(sorted(r.items()) for r in results) == sorted(
+        sorted({k: k.upper() for k in keys}.items()) for keys in batches
+    )
+
+
+@pytest.mark.parametrize(("core", "expected"), [(Core, "v1"), (JoinAny, "v0")])
+def test_a_batch_after_an_invalidate_is_never_handed_an_older_flight(
+    core: CoreFactory, expected: str
+) -> None:
+    db = {"k": "v0", "j": "j0"}
+
+    async def scenario() -> object:
+        cache = AsyncCAS(core(Options(namespace="f", provider=LocalStore(), codec=JsonCodec())))
+        loading, release = asyncio.Event(), asyncio.Event()
+
+        async def slow() -> str:
+            value = db["k"]
+            loading.set()
+            await release.wait()
+            return value
+
+        leader = asyncio.create_task(cache.get_or_load("k", slow))
+        await loading.wait()
+        db["k"] = "v1"
+        await cache.invalidate("k")
+        follower = asyncio.create_task(
+            cache.get_many_or_load(["k", "j"], lambda keys: {k: db[k] for k in keys})
+        )
+        for _ in range(5):
+            await asyncio.sleep(0)  # the batch loads j, then waits for k's flight
+        release.set()
+        await leader
+        got = await follower
+        assert got["j"] == "j0"
+        return got["k"]
+
+    assert asyncio.run(scenario()) == expected
