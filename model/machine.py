@@ -13,7 +13,9 @@ read covered, which keys the source handed out, whether a write reported stored)
 Checked (DESIGN §4), each a named property in the failure message:
 
 * **FRESH** and **integrity**, on every completed read (``get``, ``get_many``,
-  ``get_or_load``, ``get_many_or_load``), by the history checker; integrity also refuses
+  ``get_or_load``, ``get_many_or_load``, coalesced callers included: a fill that met
+  another's load in the air waits for it as one effect, and the rules step only
+  processes that can move), by the history checker; integrity also refuses
   a result keyed by anything but the plain ``str`` of a requested key, and a stored entry
   (not planted by a fault) that holds another key's row or an undecodable payload.
 * **fail-closed**, on every completed read: a key served from the cache (not loaded from

@@ -127,3 +127,73 @@ def test_a_batch_member_is_judged_alone(two_nodes: tuple[Cache, Cache]) -> None:
 
     values, missing = reader.get_many(["a", "b"])
     assert values == {"a": "a-v1"} and missing == ["b"]
+
+
+def _step_until_waiting(process: Process[str]) -> None:
+    """Step ``process`` until it waits on a flight (or is done)."""
+    while not process.done:
+        pending = process.pending
+        if pending is not None and pending.target == "flight":
+            return
+        process.step()
+
+
+def test_a_joined_load_is_handed_on_only_with_proof(two_nodes: tuple[Cache, Cache]) -> None:
+    """Coalescing (DESIGN §3.9): concurrent misses of a key in one cache share one load,
+    but a caller that joined a load returns its value only with proof, taken after it
+    joined, that the load's fence was still current. Here the proof fails, so the caller
+    loads for itself."""
+    reader, writer = two_nodes
+    database = {"user:42": "old name"}
+
+    # 1. Leader L misses, takes the fence, leads the key's flight and reads the source.
+    leader = Process(reader.core.get_or_load("user:42", lambda: database["user:42"], None))
+    while leader.pending is not None and leader.pending.target != "source":
+        leader.step()
+    leader.step()  # L has loaded "old name" and is about to store it
+
+    # 2. The source changes and the invalidate returns (on the other node).
+    database["user:42"] = "new name"
+    writer.invalidate("user:42")
+
+    # 3. Follower F starts after that, misses, and meets L's flight: it must wait.
+    follower = Process(reader.core.get_or_load("user:42", lambda: database["user:42"], None))
+    _step_until_waiting(follower)
+    assert follower.pending is not None and follower.pending.op == "wait"
+    assert follower.pending.ready is not None and not follower.pending.ready()
+
+    # 4. L's conditional store loses (the fence moved), and its flight lands.
+    while not leader.done:
+        leader.step()
+    assert leader.result == "old name"  # L itself may return what it loaded
+
+    # 5. F has no proof (the store did not store; the fence is not the flight's): it
+    #    loads for itself and returns the new row, never the joined old one.
+    while not follower.done:
+        follower.step()
+    assert follower.result == "new name"
+    assert reader.get("user:42") in (None, cascache.Hit("new name"))
+
+
+def test_a_joined_load_with_proof_saves_the_load(two_nodes: tuple[Cache, Cache]) -> None:
+    """The same join with nothing in between: L's store is issued after F joined and
+    stores, which proves the fence current after the join; F returns L's value and the
+    source is read once."""
+    reader, _ = two_nodes
+    reads: list[str] = []
+
+    def load() -> str:
+        reads.append("user:42")
+        return "row"
+
+    leader = Process(reader.core.get_or_load("user:42", load, None))
+    while leader.pending is not None and leader.pending.target != "source":
+        leader.step()
+    follower = Process(reader.core.get_or_load("user:42", load, None))
+    _step_until_waiting(follower)
+    while not leader.done:
+        leader.step()
+    while not follower.done:
+        follower.step()
+    assert leader.result == follower.result == "row"
+    assert reads == ["user:42"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import mypy.api
 
+import cascache.decorator
 from cascache.aio import AsyncCAS
 from model.servers import RedisServer
 
@@ -95,3 +96,12 @@ def test_the_asyncio_blocks_type_check_under_pyright_strict(tmp_path: Path) -> N
     assert summary["filesAnalyzed"] == len(files) and summary["errorCount"] == 0
     wrong = check("wrong.py")  # not vacuous: the wrong return type is seen
     assert wrong.returncode == 1 and "wrong.py" in wrong.stdout, wrong.stdout
+
+
+def test_the_decorator_block_runs() -> None:
+    (block,) = section_blocks("### Caching a function")
+    namespace: dict[str, object] = {"__name__": "readme_decorator"}
+    exec(compile(block, "README.md (decorator)", "exec"), namespace)
+    user_name = namespace["user_name"]
+    assert isinstance(user_name, cascache.decorator.Cached)
+    assert user_name.key(42) == "readme_decorator.user_name(user_id=42)"
