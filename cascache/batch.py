@@ -189,7 +189,7 @@ class Core(SingleCore[V]):
                     flights.land(key, flight)
         unproven: list[str] = []
         for key, flight, joined in followed:
-            proven, value, _ = yield from self.follow(key, flight, joined)
+            proven, value, _ = yield from self.follow(key, flight, joined, "get_many_or_load")
             if proven:
                 found[key] = cast(V, value)
             else:

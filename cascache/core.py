@@ -393,7 +393,7 @@ class SingleCore(Generic[V]):
         yield Effect("flight", "wait", (key,), waiting, ready=flight.is_landed)
 
     def follow(
-        self, key: str, flight: Flight, joined: int
+        self, key: str, flight: Flight, joined: int, op: str = "get_or_load"
     ) -> Step[tuple[bool, V | None, Version | None]]:
         """Wait for ``flight`` to land, then decide whether its value may be returned:
         ``(True, value, None)`` with proof that it is fresh (DESIGN §3.9), else ``(False,
@@ -410,7 +410,7 @@ class SingleCore(Generic[V]):
         try:
             hit, current = yield from self.lookup(key)
         except CascacheError as exc:
-            call_hook(self.hooks.cleanup_error, "get_or_load", key, exc)
+            call_hook(self.hooks.cleanup_error, op, key, exc)
             return False, None, None
         if hit is not None:
             return True, hit.value, None

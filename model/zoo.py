@@ -371,7 +371,7 @@ class JoinAny(Core[V]):
     after the invalidate returned (the stale-set race, one level up)."""
 
     def follow(
-        self, key: str, flight: Flight, joined: int
+        self, key: str, flight: Flight, joined: int, op: str = "get_or_load"
     ) -> Step[tuple[bool, V | None, Version | None]]:
         yield from self.wait_for(key, flight)
         if flight.loaded:
