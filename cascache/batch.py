@@ -18,7 +18,7 @@ from cascache.core import SingleCore, check_version, counted, keys_text, not_awa
 from cascache.effects import Effect, Step, perform
 from cascache.errors import CascacheError, OpError, WireError
 from cascache.fence import Version, new_fence
-from cascache.flight import Flight
+from cascache.flight import Flight, current_task
 from cascache.genstore import LocalGenStore
 from cascache.hooks import call_hook
 from cascache.keys import CacheKey, canonical_key
@@ -169,9 +169,10 @@ class Core(SingleCore[V]):
         followed: list[tuple[str, Flight, int]] = []
         flights = self.flights
         if flights is not None and not self.disabled:
+            task = current_task() if self.awaiting else None
             for key in missing:
                 if key in versions:
-                    flight, joined = flights.join(key, versions[key])
+                    flight, joined = flights.join(key, versions[key], task)
                     if flight is not None and joined is None:
                         led[key] = flight
                     elif flight is not None and joined is not None:

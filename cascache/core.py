@@ -57,7 +57,7 @@ from cascache.errors import (
     describe_keys,
 )
 from cascache.fence import Version, new_fence
-from cascache.flight import Flight, Flights
+from cascache.flight import Flight, Flights, current_task
 from cascache.genstore import GenStore, LocalGenStore
 from cascache.hooks import Hooks, call_hook
 from cascache.keys import KEY_CACHE_SIZE, CacheKey, KeySpace, canonical_key
@@ -320,11 +320,12 @@ class SingleCore(Generic[V]):
             call_hook(self.hooks.cleanup_error, "get_or_load", key, exc)
         if hit is not None:
             return hit.value
-        version = yield from self.fence_for_load(key, version)
+        if version is None:
+            version = yield from self.fence_for_load(key, version)
         flights = self.flights
         if version is None or flights is None or self.disabled:
             return (yield from self.load_and_store(key, loader, version, ttl, None))
-        flight, joined = flights.join(key, version)
+        flight, joined = flights.join(key, version, current_task() if self.awaiting else None)
         if flight is None:
             return (yield from self.load_and_store(key, loader, version, ttl, None))
         if joined is None:

@@ -44,6 +44,7 @@ class Flight:
 
     __slots__ = (
         "_event",
+        "_lock",
         "_waiters",
         "fence",
         "issued",
@@ -55,7 +56,9 @@ class Flight:
         "value",
     )
 
-    def __init__(self, fence: Version, task: asyncio.Task[object] | None) -> None:
+    def __init__(
+        self, fence: Version, task: asyncio.Task[object] | None, lock: threading.Lock
+    ) -> None:
         self.fence = fence
         self.issued: int | None = None
         self.loaded = False
@@ -68,7 +71,10 @@ class Flight:
         self.loading_thread: int | None = None
         """The thread running the leader's loader right now, if any (the same, for
         threads)."""
-        self._event = threading.Event()
+        # The flights' lock orders landing against a follower starting to wait; the
+        # events are made only when someone waits (most flights have no follower).
+        self._lock = lock
+        self._event: threading.Event | None = None
         self._waiters: asyncio.Event | None = None
 
     def is_landed(self) -> bool:
@@ -77,21 +83,30 @@ class Flight:
 
     def wait(self) -> Flight:
         """Block the calling thread until the flight lands; return it."""
-        self._event.wait()
+        with self._lock:
+            if self.landed:
+                return self
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        event.wait()
         return self
 
     async def wait_async(self) -> Flight:
         """Await, on the running event loop, until the flight lands; return it."""
-        if not self.landed:
+        with self._lock:
+            if self.landed:
+                return self
             if self._waiters is None:
                 self._waiters = asyncio.Event()
-            await self._waiters.wait()
+            waiters = self._waiters
+        await waiters.wait()
         return self
 
-    def land(self) -> None:
-        """Mark the flight landed and wake every follower."""
-        self.landed = True
-        self._event.set()
+    def _wake(self) -> None:
+        """Wake every follower (called once the flight is marked landed)."""
+        if self._event is not None:
+            self._event.set()
         if self._waiters is not None:
             self._waiters.set()
 
@@ -111,19 +126,21 @@ class Flights:
         self._flights: dict[str, Flight] = {}
         self._ticks = itertools.count(1)
 
-    def join(self, key: str, fence: Version) -> tuple[Flight | None, int | None]:
+    def join(
+        self, key: str, fence: Version, task: asyncio.Task[object] | None = None
+    ) -> tuple[Flight | None, int | None]:
         """Join the flight in the air for ``key``, or lead a new one under ``fence``.
 
-        Returns ``(flight, tick)`` for a follower (the tick it joined at), ``(flight,
-        None)`` for a new leader, and ``(None, None)`` when the caller is the leader's own
-        loader calling back in (waiting for itself would never end): it loads alone.
+        ``task``: the calling asyncio task (``None`` for a thread). Returns ``(flight,
+        tick)`` for a follower (the tick it joined at), ``(flight, None)`` for a new
+        leader, and ``(None, None)`` when the caller is the leader's own loader calling
+        back in (waiting for itself would never end): it loads alone.
         """
-        task = _current_task()
-        with self._lock:
+        lock = self._lock
+        with lock:
             flight = self._flights.get(key)
             if flight is None:
-                flight = Flight(fence, task)
-                self._flights[key] = flight
+                flight = self._flights[key] = Flight(fence, task, lock)
                 return flight, None
             if flight.loading_thread == threading.get_ident() or (
                 task is not None and flight.task is task
@@ -133,8 +150,8 @@ class Flights:
 
     def issue(self, flight: Flight) -> None:
         """Record that the leader is about to issue its conditional store."""
-        with self._lock:
-            flight.issued = next(self._ticks)
+        # ``next`` on an ``itertools.count`` is atomic: ticks stay unique and increasing.
+        flight.issued = next(self._ticks)
 
     def land(self, key: str, flight: Flight) -> None:
         """Take the flight out of the air (later misses lead a new one) and wake its
@@ -142,7 +159,9 @@ class Flights:
         with self._lock:
             if self._flights.get(key) is flight:
                 del self._flights[key]
-        flight.land()
+            # Under the lock: a follower either sees it landed or has made its event.
+            flight.landed = True
+        flight._wake()
 
     def in_air(self, key: str) -> bool:
         """Whether a flight for ``key`` is in the air."""
@@ -152,7 +171,8 @@ class Flights:
         return len(self._flights)
 
 
-def _current_task() -> asyncio.Task[object] | None:
+def current_task() -> asyncio.Task[object] | None:
+    """The running asyncio task, or ``None`` outside an event loop."""
     try:
         return asyncio.current_task()
     except RuntimeError:  # no running event loop: a thread of the sync API, or the model
