@@ -31,7 +31,9 @@ Checked (DESIGN §4), each a named property in the failure message:
 * **Write contract**, at every write effect of every operation that stores (``fill``,
   ``batch_fill``, ``get_or_load``, ``get_many_or_load``): a write that stored, after the
   operation loaded the source, comes after some effect before which every fence the
-  operation had snapshotted was current; and a fill that *reports* stored saw the same.
+  operation had snapshotted for the keys that write stores was current at once (a batch
+  fill that follows some keys' flights stores only the others); and a fill that
+  *reports* stored saw every fence it snapshotted current at once.
 * **Liveness**: with nothing else running, a fill followed by a get hits (and the same for
   a batch fill followed by ``get_many``).
 
@@ -166,6 +168,10 @@ class Proc:
     phase: str = "read"
     observed: dict[str, Version] = field(default_factory=dict)
     saw_current: bool = False
+    moments: list[frozenset[str]] = field(default_factory=list)
+    """Before each effect since the operation loaded the source: which of its snapshotted
+    fences were current (the write contract asks for every fence of what a write stores
+    at one moment)."""
     fenced: set[str] = field(default_factory=set)
     loaded: set[str] = field(default_factory=set)
 
@@ -745,8 +751,11 @@ class CacheModel(RuleBasedStateMachine):
             # Waiting for a flight touches no store: nothing to fail but the waiting task
             # itself, which the cancel fault covers; a waiter cannot be "applied".
             fault = "ok" if fault not in CANCELS else "cancel"
-        if proc.phase == "write" and self._observed_current(proc):
-            proc.saw_current = True
+        if proc.phase == "write":
+            moment = self._current_observed(proc)
+            proc.moments.append(moment)
+            if len(moment) == len(proc.observed):
+                proc.saw_current = True
         type(self).coverage.effect(
             proc.label,
             f"{effect.target}.{effect.op}",
@@ -853,14 +862,37 @@ class CacheModel(RuleBasedStateMachine):
         if replied:
             proc.fenced.update(self.version_of[n] for n in effect.keys if n in self.version_of)
         stored = (effect.target, effect.op) in WRITES and seen is True
-        if stored and proc.phase == "write" and not proc.saw_current:
+        if stored and proc.phase == "write" and not self._write_was_current(proc, effect):
             self._fail(
                 "write contract",
                 f"p{proc.id} {proc.label}({','.join(proc.keys)}) stored "
-                f"{self._short(effect.keys)}, but the fences it snapshotted "
-                f"({self._fences(proc.observed)}) were not all current before any effect "
-                "since it loaded the source",
+                f"{self._short(effect.keys)}, but the fences it snapshotted for what it "
+                f"stored ({self._fences(proc.observed)}) were not all current before any "
+                "effect since it loaded the source",
             )
+
+    def _write_was_current(self, proc: Proc, effect: Effect[object]) -> bool:
+        """Whether, before some effect since ``proc`` loaded the source, every fence it
+        snapshotted for the keys ``effect`` stores was current at once. A batch fill that
+        follows some keys' flights stores only the keys it loaded, under their fences."""
+        needed: set[str] = set()
+        for name in effect.keys:
+            slot = self.slots.get(name)
+            if slot is not None:
+                needed.update(slot.space.keys.single(key).version for key in slot.keys)
+        needed &= proc.observed.keys()
+        if not needed:
+            return proc.saw_current
+        return any(needed <= moment for moment in proc.moments)
+
+    def _current_observed(self, proc: Proc) -> frozenset[str]:
+        """The version names whose fence ``proc`` snapshotted and which are current now."""
+        current = self.current[proc.node]
+        return frozenset(
+            name
+            for name, fence in proc.observed.items()
+            if (current[name] if name in current else self.topo.fence(proc.node, name)) == fence
+        )
 
     def _settle(self, proc: Proc) -> None:
         """Record a finished process and check what can be checked at its response."""
@@ -922,11 +954,8 @@ class CacheModel(RuleBasedStateMachine):
             )
 
     def _observed_current(self, proc: Proc) -> bool:
-        current = self.current[proc.node]
-        return all(
-            (current[name] if name in current else self.topo.fence(proc.node, name)) == fence
-            for name, fence in proc.observed.items()
-        )
+        """Whether every fence ``proc`` snapshotted is current."""
+        return len(self._current_observed(proc)) == len(proc.observed)
 
     # -- liveness -------------------------------------------------------------------
 
