@@ -19,7 +19,7 @@ import enum
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Generic, ParamSpec, TypeVar, overload
+from typing import Generic, ParamSpec, TypeVar, cast, overload
 
 from cascache.aio import AsyncCAS
 from cascache.cache import CAS
@@ -77,7 +77,21 @@ class _Keys(Generic[P]):
         return repr(value)
 
 
-class Cached(Generic[P, R]):
+class _Wrapper(Generic[P]):
+    """What both kinds of decorated function keep: the key builder, the TTL, and the
+    wrapped function's name and docs."""
+
+    def __init__(
+        self, function: Callable[P, object], key: Callable[P, str] | None, ttl: TTL | None
+    ) -> None:
+        self.key = _Keys[P](function, key)
+        """Builds the cache key of a call from its arguments."""
+        self._ttl = ttl
+        # Both subclasses are callable; the base alone is not, which typeshed asks for.
+        functools.update_wrapper(cast(Callable[..., object], self), function)
+
+
+class Cached(_Wrapper[P], Generic[P, R]):
     """A function whose results live in a :class:`cascache.CAS` (see :func:`cached`)."""
 
     def __init__(
@@ -87,13 +101,10 @@ class Cached(Generic[P, R]):
         key: Callable[P, str] | None,
         ttl: TTL | None,
     ) -> None:
+        super().__init__(function, key, ttl)
         self.__wrapped__ = function
         self.cache = cache
         """The cache the results live in."""
-        self.key = _Keys[P](function, key)
-        """Builds the cache key of a call from its arguments."""
-        self._ttl = ttl
-        functools.update_wrapper(self, function)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """The cached result of ``function(*args, **kwargs)``, or a fresh one, stored."""
@@ -108,7 +119,7 @@ class Cached(Generic[P, R]):
         self.cache.invalidate(self.key(*args, **kwargs))
 
 
-class AsyncCached(Generic[P, R]):
+class AsyncCached(_Wrapper[P], Generic[P, R]):
     """A coroutine function whose results live in a :class:`cascache.aio.AsyncCAS` (see
     :func:`cached`)."""
 
@@ -119,13 +130,10 @@ class AsyncCached(Generic[P, R]):
         key: Callable[P, str] | None,
         ttl: TTL | None,
     ) -> None:
+        super().__init__(function, key, ttl)
         self.__wrapped__ = function
         self.cache = cache
         """The cache the results live in."""
-        self.key = _Keys[P](function, key)
-        """Builds the cache key of a call from its arguments."""
-        self._ttl = ttl
-        functools.update_wrapper(self, function)
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """The cached result of ``await function(*args, **kwargs)``, or a fresh one, stored."""

@@ -653,14 +653,22 @@ def async_twin(client: redis.Redis | redis.cluster.RedisCluster) -> AsyncClient:
 
 
 class _Awaiting(_OnLoop):
-    """A Redis topology whose nodes talk to the server through an asyncio client."""
+    """A Redis topology whose nodes talk to the server through an asyncio client, while
+    the model inspects it and injects faults through the sync one."""
 
     client: redis.Redis | redis.cluster.RedisCluster
 
-    def _connect_async(self) -> AsyncClient:
+    def __init__(self, nodes: int, core: CoreFactory, connect: Connect) -> None:
+        self.client = connect()
         self._start_loop()
         self.aclient = async_twin(self.client)
-        return self.aclient
+        super().__init__(nodes, core, lambda: self.client)  # type: ignore[call-arg]
+
+    def close(self) -> None:
+        try:
+            super().close()  # type: ignore[misc]
+        finally:
+            self._stop_loop(self.aclient.aclose)
 
 
 class AsyncAllInRedis(_Awaiting, AllInRedis):
@@ -668,11 +676,6 @@ class AsyncAllInRedis(_Awaiting, AllInRedis):
     or script one effect, stepped on the topology's event loop."""
 
     name = "async-redis"
-
-    def __init__(self, nodes: int, core: CoreFactory, connect: Connect) -> None:
-        self.client = connect()
-        self._connect_async()
-        super().__init__(nodes, core, lambda: self.client)
 
     def options(self, node: int) -> cascache.Options[Row]:
         import cascache.aio
@@ -690,23 +693,12 @@ class AsyncAllInRedis(_Awaiting, AllInRedis):
             )
         )
 
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self._stop_loop(self.aclient.aclose)
-
 
 class AsyncSharedVersions(_Awaiting, SharedVersions):
     """``shared-versions`` with the versions on an asyncio client
     (``cascache.redis.aio.new_gen_store``) and each node's values in process."""
 
     name = "async-shared-versions"
-
-    def __init__(self, nodes: int, core: CoreFactory, connect: Connect) -> None:
-        self.client = connect()
-        self._connect_async()
-        super().__init__(nodes, core, lambda: self.client)
 
     def options(self, node: int) -> cascache.Options[Row]:
         import cascache.aio
@@ -721,12 +713,6 @@ class AsyncSharedVersions(_Awaiting, SharedVersions):
                 default_ttl=ENTRY_TTL,
             )
         )
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self._stop_loop(self.aclient.aclose)
 
 
 class _WaitingInvalidator:

@@ -74,6 +74,11 @@ class KeyCommands:
         self.wait_ms = px_millis(timeout)
         self._ttl_arg = ttl_arg(self.version_ttl)
 
+    def settings(self) -> tuple[float | None, int, int]:
+        """``version_ttl`` (seconds), ``wait_replicas`` and ``wait_ms`` (how long an
+        invalidate waits for the replicas, in milliseconds), as a mutator exposes them."""
+        return self.version_ttl, self.wait_replicas, self.wait_ms
+
     @staticmethod
     def pair(frame: object, fence: object, key: CacheKey) -> Pair:
         """A key's MGET replies (value key, version key) as a frame and a fence."""
@@ -183,10 +188,7 @@ class RedisKeyMutator(ClientUser):
     ) -> None:
         super().__init__(client, "RedisKeyMutator")
         self._do = KeyCommands("RedisKeyMutator", version_ttl, wait_replicas, wait_timeout)
-        self.version_ttl = self._do.version_ttl
-        self.wait_replicas = self._do.wait_replicas
-        self.wait_ms = self._do.wait_ms
-        """How long an invalidate waits for the replicas, in milliseconds."""
+        self.version_ttl, self.wait_replicas, self.wait_ms = self._do.settings()
 
     def read(self, key: CacheKey) -> Pair:
         """The stored frame and the current fence, in one ``MGET`` (one round trip).
@@ -284,10 +286,7 @@ class AsyncRedisKeyMutator(AsyncClientUser):
     ) -> None:
         super().__init__(client, "AsyncRedisKeyMutator")
         self._do = KeyCommands("AsyncRedisKeyMutator", version_ttl, wait_replicas, wait_timeout)
-        self.version_ttl = self._do.version_ttl
-        self.wait_replicas = self._do.wait_replicas
-        self.wait_ms = self._do.wait_ms
-        """How long an invalidate waits for the replicas, in milliseconds."""
+        self.version_ttl, self.wait_replicas, self.wait_ms = self._do.settings()
 
     async def read(self, key: CacheKey) -> Pair:
         """The stored frame and the current fence, in one ``MGET``."""
