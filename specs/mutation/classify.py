@@ -54,7 +54,7 @@ def classify(name: str, diff: str) -> str:
         if old[: found.start()] + "None" + old[found.end() :] == new:
             return "ttl-dropped"
     if _strings_only(old, new):
-        if "_invalidate_and_wait" in name or "_glob_escape" in name:
+        if any(part in name for part in ("queue_wait", "_invalidate_and_wait", "_glob_escape")):
             return "manual"  # strings that reach Redis: judged one by one
         if _MESSAGE.search(old):
             return "error-text"
