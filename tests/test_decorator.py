@@ -23,13 +23,23 @@ class Color(enum.Enum):
     RED = "red"
 
 
-@pytest.fixture(params=["local-store", "local", "redis"])
+@pytest.fixture(params=["local-store", "local", "shared-versions", "redis"])
 def cache(request: pytest.FixtureRequest) -> Iterator[cascache.CAS[Any]]:
     if request.param == "redis":
         client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
         made = cascache.redis.new(
             cascache.redis.Options(
                 namespace="dec", client=client, codec=JsonCodec(), close_client=True
+            )
+        )
+    elif request.param == "shared-versions":
+        client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+        made = cascache.new(
+            cascache.Options(
+                namespace="dec",
+                provider=cascache.MemoryProvider(),
+                codec=JsonCodec(),
+                gen_store=cascache.redis.new_gen_store(client, close_client=True),
             )
         )
     else:
@@ -167,7 +177,23 @@ def _async_redis() -> AsyncCAS[Any]:
     )
 
 
-@pytest.mark.parametrize("factory", [_async_local, _async_redis], ids=["local-store", "redis"])
+def _async_shared_versions() -> AsyncCAS[Any]:
+    client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+    return cascache.aio.new(
+        cascache.aio.AsyncOptions(
+            namespace="dec",
+            provider=cascache.MemoryProvider(),
+            codec=JsonCodec(),
+            gen_store=cascache.redis.aio.new_gen_store(client, close_client=True),
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [_async_local, _async_shared_versions, _async_redis],
+    ids=["local-store", "shared-versions", "redis"],
+)
 def test_an_async_function_reads_through_its_async_cache(factory: AsyncFactory) -> None:
     db = {"42": "Ada"}
     calls: list[str] = []
