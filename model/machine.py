@@ -168,6 +168,8 @@ class Proc:
     phase: str = "read"
     observed: dict[str, Version] = field(default_factory=dict)
     saw_current: bool = False
+    loading: set[str] = field(default_factory=set)
+    """The version names of the keys the operation has asked the source for."""
     moments: list[frozenset[str]] = field(default_factory=list)
     """Before each effect since the operation loaded the source: which of its snapshotted
     fences were current (the write contract asks for every fence of what a write stores
@@ -837,6 +839,8 @@ class CacheModel(RuleBasedStateMachine):
             return
         if effect.target == "source":
             proc.phase = "write"
+            space = self.topo.space_of(proc.node)
+            proc.loading.update(space.keys.single(plain(key)).version for key in effect.keys)
             return
         if effect.target == "flight":
             # A follower's flight was loaded from the source (by its leader, on its
@@ -845,15 +849,16 @@ class CacheModel(RuleBasedStateMachine):
             if getattr(seen, "loaded", False):
                 proc.loaded.update(plain(key) for key in effect.keys)
             return
-        if effect.target == "versions" and effect.op in SNAPSHOTS and proc.phase == "read":
+        if effect.target == "versions" and effect.op in SNAPSHOTS:
             fences = [seen] if effect.op == "snapshot" else seen
             assert isinstance(fences, list)
-            proc.observed.update(zip(effect.keys, fences, strict=True))
-        fence = single_fence(effect, seen) if proc.phase == "read" else None
+            for name, taken in zip(effect.keys, fences, strict=True):
+                self._observe(proc, name, taken)
+        fence = single_fence(effect, seen)
         if fence is not None:
             # get_or_load loads under the fence its read delivered, as a snapshot would
             # have: the write contract holds it to that fence.
-            proc.observed[effect.keys[-1]] = fence
+            self._observe(proc, effect.keys[-1], fence)
         replied = (effect.target == "versions" and effect.op in VERSION_READS) or (
             effect.target == "redis"
             and effect.op in BOTH_READS
@@ -870,6 +875,18 @@ class CacheModel(RuleBasedStateMachine):
                 f"stored ({self._fences(proc.observed)}) were not all current before any "
                 "effect since it loaded the source",
             )
+
+    @staticmethod
+    def _observe(proc: Proc, name: str, fence: Version) -> None:
+        """Note ``fence`` as what ``proc`` will store ``name``'s key under, if it has not
+        loaded that key yet: a fence taken after the load is no expectation (a write
+        stamped with it would carry a version newer than its value). A key the operation
+        loads again (a batch fill's keys whose flight gave no proof) gets the fence taken
+        before that load, and the moments measured against the old one no longer count."""
+        if name in proc.loading or proc.observed.get(name) == fence:
+            return
+        proc.observed[name] = fence
+        proc.moments = [moment - {name} for moment in proc.moments]
 
     def _write_was_current(self, proc: Proc, effect: Effect[object]) -> bool:
         """Whether, before some effect since ``proc`` loaded the source, every fence it
