@@ -43,7 +43,7 @@ from cascache.mutator import (
     KeyReader,
     KeyWriter,
 )
-from cascache.options import STORES, TTL, Options, Settings
+from cascache.options import STORES, TTL, Options, Settings, wrong_options
 from cascache.provider import AsyncProvider, Provider
 from cascache.results import BatchWriteResult, Hit, VersionedValue, WriteResult
 
@@ -217,10 +217,7 @@ def core_options(options: AsyncOptions[V] | Options[V]) -> Options[V]:
     it. So an asyncio store stands in for its sync protocol here, and only here.
     """
     if not isinstance(options, AsyncOptions | Options):
-        raise ConfigError(
-            "cascache.aio.new takes a cascache.aio.AsyncOptions (or a cascache.Options), "
-            f"got {type(options).__name__}"
-        )
+        raise wrong_options("cascache.aio.new", "cascache.aio.AsyncOptions", options)
     blocking = _blocking()
     for name in STORES:
         store = getattr(options, name, None)

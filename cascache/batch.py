@@ -14,7 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypeVar, cast
 
-from cascache.core import SingleCore, check_version, counted, keys_text, not_awaitable
+from cascache.core import (
+    SingleCore,
+    bad_loader,
+    check_version,
+    counted,
+    keys_text,
+    not_awaitable,
+)
 from cascache.effects import Effect, Step, perform
 from cascache.errors import CascacheError, OpError, WireError
 from cascache.fence import Version, new_fence
@@ -153,6 +160,8 @@ class Core(SingleCore[V]):
         """
         wanted = unique_keys("get_many_or_load", keys)
         self.check_open("get_many_or_load", wanted)
+        if not callable(loader):
+            raise bad_loader("get_many_or_load", wanted, loader)
         try:
             found, missing = yield from self.get_many(wanted)
         except CascacheError as exc:

@@ -312,6 +312,8 @@ class SingleCore(Generic[V]):
         """
         key = canonical_key("get_or_load", key)
         self.check_open("get_or_load", key)
+        if not callable(loader):
+            raise bad_loader("get_or_load", key, loader)
         hit: Hit[V] | None = None
         version: Version | None = None
         try:
@@ -742,6 +744,16 @@ def delete_each(provider: Provider, names: Sequence[str]) -> None:
     """Delete keys one by one, for providers without ``delete_many``."""
     for name in names:
         provider.delete(name)
+
+
+def bad_loader(op: str, key: str | Sequence[str], loader: object) -> TypeError:
+    """The error for a ``loader`` that cannot be called, raised before anything is read: a
+    call that failed only after a miss would make the bug depend on what the cache held."""
+    where = repr(key) if isinstance(key, str) else keys_text(key)
+    return TypeError(
+        f"cascache {op}({where}): loader must be a function to call on a miss, "
+        f"got {type(loader).__name__} {loader!r:.40}"
+    )
 
 
 def check_version(op: str, key: str, version: object) -> Version:

@@ -102,6 +102,18 @@ class CacheKey:
         return f"CacheKey(key={self.key!r}, value={value!r}, version={version!r})"
 
 
+def _key_hint(key: object) -> str:
+    """How to spell ``key`` as text: every process must spell a key the same way, so the
+    cache never guesses a conversion."""
+    if isinstance(key, bytes | bytearray):
+        return ": decode it (key.decode()) if it is text"
+    if isinstance(key, tuple):
+        return ': join its parts into one string, e.g. f"{a}:{b}"'
+    if key is None:
+        return ""
+    return f": convert it yourself, e.g. str({key!r:.40})"
+
+
 def canonical_key(op: str, key: object) -> str:
     """The one plain ``str`` a caller's key stands for, or an error naming ``op``.
 
@@ -110,7 +122,9 @@ def canonical_key(op: str, key: object) -> str:
     """
     if type(key) is not str:
         if not isinstance(key, str):
-            raise TypeError(f"cascache {op}: keys are str, got {type(key).__name__} {key!r}")
+            raise TypeError(
+                f"cascache {op}: keys are str, got {type(key).__name__} {key!r:.60}{_key_hint(key)}"
+            )
         key = str.__str__(key)
     if not key:
         raise ValueError(f"cascache {op}: the empty string is not a valid key")

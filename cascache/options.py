@@ -125,28 +125,100 @@ STORES = ("provider", "gen_store", "key_reader", "key_writer", "key_invalidator"
 """The ``Options`` fields that hold a store."""
 
 
+_BUILDERS: dict[str, tuple[str, str]] = {
+    "cascache.options.Options": ("cascache.Options", "cascache.new(options)"),
+    "cascache.aio.AsyncOptions": ("cascache.aio.AsyncOptions", "cascache.aio.new(options)"),
+    "cascache.redis.Options": ("cascache.redis.Options", "cascache.redis.new(options)"),
+    "cascache.redis.aio.Options": (
+        "cascache.redis.aio.Options",
+        "await cascache.redis.aio.new(options)",
+    ),
+}
+"""Each options class, by where it is defined: its public name and the call that takes it
+(by name, so that this module need not import the Redis front ends)."""
+
+
+def wrong_options(builder: str, wanted: str, options: object) -> ConfigError:
+    """The error for ``builder`` given something other than its ``wanted`` options: another
+    front end's options name the call that takes them, so the fix is in the message."""
+    if isinstance(options, type):
+        return ConfigError(
+            f"{builder} takes a {wanted} instance, got the class {options.__name__}: "
+            f"write {wanted}(namespace=..., ...)"
+        )
+    kind = type(options)
+    known = _BUILDERS.get(f"{kind.__module__}.{kind.__qualname__}")
+    if known is not None:
+        name, call = known
+        return ConfigError(f"{builder} takes a {wanted}, got a {name}: call {call} instead")
+    return ConfigError(f"{builder} takes a {wanted}, got {kind.__name__}")
+
+
+def _not_a_store(name: str, part: object) -> str | None:
+    """Why ``part``, given as ``Options.<name>``, is a common mistake rather than a store."""
+    if any(kind.__module__.split(".")[0] == "redis" for kind in type(part).__mro__):
+        # A redis-py client has get, set and delete, so the store protocols alone would
+        # take it; its replies are not what a store returns.
+        return (
+            f"Options.{name} is a redis-py client, not a store: for values and versions "
+            "in Redis call cascache.redis.new(cascache.redis.Options(client=client, "
+            "namespace=..., codec=...)); for values in process and versions in Redis use "
+            "provider=cascache.LocalStore(), gen_store=cascache.redis.new_gen_store(client)"
+        )
+    return None
+
+
+def _codec_hint(codec: object) -> str:
+    """What to write instead of ``codec``, which is not a codec instance."""
+    if isinstance(codec, type):
+        if hasattr(codec, "encode") and hasattr(codec, "decode"):
+            return f"got the class {codec.__name__}: write {codec.__name__}(...)"
+        return (
+            f"got the class {codec.__name__}, which is a value type, not a codec: to store "
+            f"{codec.__name__} values write codec=cascache.JsonCodec({codec.__name__})"
+        )
+    return (
+        f"got {type(codec).__name__} {codec!r:.40}: for JSON values write "
+        "codec=cascache.JsonCodec(), for a dataclass codec=cascache.JsonCodec(YourType)"
+    )
+
+
 def validate(options: Options[V]) -> None:
     """Raise ``ConfigError`` naming the first thing wrong with ``options``."""
     if not isinstance(options, Options):
-        raise ConfigError(f"cascache.new takes an Options, got {type(options).__name__}")
+        raise wrong_options("cascache.new", "cascache.Options", options)
     try:
         canonical_namespace(options.namespace)
     except ValueError as exc:
         raise ConfigError(f"Options.{exc}") from None
     for name in (STORES[0], "codec", *STORES[1:]):  # provider first, as before
         part = getattr(options, name)
-        # A runtime-checkable protocol accepts the class itself; only instances work.
+        # A runtime-checkable protocol accepts a codec class itself; only instances work.
+        if (
+            name == "codec"
+            and part is not None
+            and (isinstance(part, type) or not isinstance(part, Codec))
+        ):
+            raise ConfigError(f"Options.codec must be a codec instance, {_codec_hint(part)}")
         if isinstance(part, type):
             raise ConfigError(
                 f"Options.{name} must be an instance, got the class {part.__name__}: "
                 f"write {part.__name__}(...)"
             )
+        mistake = _not_a_store(name, part)
+        if mistake is not None:
+            raise ConfigError(mistake)
     for name in ("disabled", "disable_batch", "coalesce"):
         if not isinstance(getattr(options, name), bool):
             raise ConfigError(
                 f"Options.{name} must be True or False, got {getattr(options, name)!r}"
             )
     if options.hooks is not None and not isinstance(options.hooks, Hooks):
+        if isinstance(options.hooks, type) and issubclass(options.hooks, Hooks):
+            raise ConfigError(
+                f"Options.hooks must be an instance, got the class {options.hooks.__name__}: "
+                f"write {options.hooks.__name__}()"
+            )
         raise ConfigError(
             "Options.hooks must be a cascache.Hooks (subclass it), "
             f"got {type(options.hooks).__name__}"
@@ -156,8 +228,11 @@ def validate(options: Options[V]) -> None:
             "Options.provider is required and must implement get, set, delete and close "
             "(or, for the asyncio API, be an AsyncProvider)"
         )
-    if options.codec is None or not isinstance(options.codec, Codec):
-        raise ConfigError("Options.codec is required and must implement encode and decode")
+    if options.codec is None:
+        raise ConfigError(
+            "Options.codec is required: cascache.JsonCodec() for JSON values, "
+            "cascache.JsonCodec(YourType) for a dataclass"
+        )
     if options.gen_store is not None and not isinstance(
         options.gen_store, GenStore | AsyncGenStore
     ):

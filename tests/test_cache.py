@@ -1399,6 +1399,19 @@ def test_non_str_key_is_type_error(topology: Topology, key: Any) -> None:
             call()
 
 
+def test_a_loader_that_is_not_callable_is_refused_before_anything_is_read(
+    topology: Topology,
+) -> None:
+    cache = topology()
+    fill(cache, "cached", 1)
+    # Refused on a hit too: whether the bug shows must not depend on what the cache held.
+    with pytest.raises(TypeError, match=r"^cascache get_or_load\('cached'\): loader must be a fun"):
+        cache.get_or_load("cached", 5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^cascache get_many_or_load\('cached'\): loader must"):
+        cache.get_many_or_load(["cached"], {"cached": 1})  # type: ignore[arg-type]
+    assert cache.get("cached") == Hit(1)
+
+
 def test_empty_key_is_value_error(topology: Topology) -> None:
     cache = topology()
     version = cache.snapshot_version("ok")

@@ -118,8 +118,14 @@ def test_canonical_key() -> None:
     assert canonical_key("get", "k") == "k"
     with pytest.raises(TypeError, match=r"cascache get: keys are str, got int 1"):
         canonical_key("get", 1)
-    with pytest.raises(TypeError, match="bytes"):
+    with pytest.raises(TypeError, match=r"got bytes b'k': decode it \(key\.decode\(\)\)"):
         canonical_key("get", b"k")
+    with pytest.raises(TypeError, match=r"got int 1: convert it yourself, e\.g\. str\(1\)$"):
+        canonical_key("get", 1)
+    with pytest.raises(TypeError, match=r"join its parts into one string"):
+        canonical_key("get", ("a", 1))
+    with pytest.raises(TypeError, match=r"got NoneType None$"):
+        canonical_key("get", None)
     with pytest.raises(ValueError, match=r"cascache invalidate: the empty string"):
         canonical_key("invalidate", "")
 

@@ -99,8 +99,47 @@ def test_config_error_is_a_value_error() -> None:
 
 @pytest.mark.parametrize("not_options", [None, {"namespace": "ns"}, "ns"])
 def test_new_takes_options(not_options: Any) -> None:
-    with pytest.raises(ConfigError, match="takes an Options"):
+    with pytest.raises(ConfigError, match=r"^cascache\.new takes a cascache\.Options, got "):
         cascache.new(not_options)
+
+
+def test_new_given_the_options_class_says_to_build_one() -> None:
+    with pytest.raises(ConfigError, match=r"got the class Options: write cascache\.Options\("):
+        cascache.new(Options)  # type: ignore[arg-type]
+
+
+def test_each_front_end_given_another_front_ends_options_names_the_call_that_takes_them(
+    client: fakeredis.FakeRedis,
+) -> None:
+    import cascache.aio
+    import cascache.redis.aio
+
+    plain: Options[Any] = Options(namespace="ns", provider=MemoryProvider(), codec=JsonCodec())
+    on_redis = cascache.redis.Options(namespace="ns", client=client, codec=JsonCodec())
+    on_loop = cascache.aio.AsyncOptions(
+        namespace="ns", provider=MemoryProvider(), codec=JsonCodec()
+    )
+    loop_redis = cascache.redis.aio.Options(
+        namespace="ns",
+        client=fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer()),
+        codec=JsonCodec(),
+    )
+    cases: list[tuple[Any, Any, str]] = [
+        (cascache.new, on_redis, r"got a cascache\.redis\.Options: call cascache\.redis\.new"),
+        (cascache.new, on_loop, r"got a cascache\.aio\.AsyncOptions: call cascache\.aio\.new"),
+        (cascache.new, loop_redis, r"call await cascache\.redis\.aio\.new\(options\)"),
+        (cascache.redis.new, plain, r"got a cascache\.Options: call cascache\.new\(options\)"),
+        (cascache.redis.new, loop_redis, r"call await cascache\.redis\.aio\.new\(options\)"),
+        (cascache.aio.new, on_redis, r"got a cascache\.redis\.Options: call cascache\.redis\.new"),
+        (
+            cascache.redis.aio.cache_options,
+            on_redis,
+            r"got a cascache\.redis\.Options: call cascache\.redis\.new\(options\) instead",
+        ),
+    ]
+    for build_cache, options, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            build_cache(options)
 
 
 @pytest.mark.parametrize("namespace", [None, "", 7, b"ns"])
@@ -120,10 +159,49 @@ def test_provider_is_required(provider: Any) -> None:
         build(provider=provider)
 
 
-@pytest.mark.parametrize("codec", [None, object(), "json"])
-def test_codec_is_required(codec: Any) -> None:
-    with pytest.raises(ConfigError, match=r"Options\.codec is required"):
+def test_codec_is_required() -> None:
+    with pytest.raises(ConfigError, match=r"Options\.codec is required: cascache\.JsonCodec\(\)"):
+        build(codec=None)
+
+
+@pytest.mark.parametrize("codec", [object(), "json", 7])
+def test_a_codec_that_is_not_one_says_which_to_use(codec: Any) -> None:
+    with pytest.raises(
+        ConfigError, match=r"Options\.codec must be a codec instance, got .*JsonCodec\(\)"
+    ):
         build(codec=codec)
+
+
+def test_a_value_type_given_as_the_codec_suggests_json_codec_of_it() -> None:
+    class User:
+        pass
+
+    with pytest.raises(
+        ConfigError,
+        match=r"got the class User, which is a value type, not a codec: .*"
+        r"codec=cascache\.JsonCodec\(User\)",
+    ):
+        build(codec=User)
+    with pytest.raises(ConfigError, match=r"got the class JsonCodec: write JsonCodec\(\.\.\.\)"):
+        build(codec=JsonCodec)
+
+
+@pytest.mark.parametrize("field", ["provider", "gen_store"])
+def test_a_redis_client_given_as_a_store_points_at_the_redis_constructors(
+    client: fakeredis.FakeRedis, field: str
+) -> None:
+    # A redis-py client has get, set and delete, so the protocols alone would take it.
+    with pytest.raises(
+        ConfigError,
+        match=rf"Options\.{field} is a redis-py client, not a store: .*cascache\.redis\.new\(.*"
+        r"gen_store=cascache\.redis\.new_gen_store\(client\)",
+    ):
+        build(**{field: client})
+
+
+def test_the_hooks_class_instead_of_an_instance_says_to_call_it() -> None:
+    with pytest.raises(ConfigError, match=r"got the class LoggingHooks: write LoggingHooks\(\)"):
+        build(hooks=cascache.LoggingHooks)
 
 
 @pytest.mark.parametrize("gen_store", [object(), MemoryProvider(), "redis"])
@@ -272,9 +350,20 @@ def test_redis_new_refuses_a_non_client(client: Any) -> None:
         cascache.redis.new_gen_store(client)
 
 
+def test_a_url_given_as_the_client_says_how_to_build_one() -> None:
+    with pytest.raises(
+        ConfigError, match=r"got str: for a URL build the client with redis\.Redis\.from_url\("
+    ):
+        cascache.redis.new(
+            cascache.redis.Options(namespace="ns", client="redis://h:1", codec=JsonCodec())  # type: ignore[arg-type]
+        )
+
+
 def test_redis_new_takes_redis_options(client: fakeredis.FakeRedis) -> None:
     plain: Options[Any] = Options(namespace="ns", provider=MemoryProvider(), codec=JsonCodec())
-    with pytest.raises(ConfigError, match=r"takes a cascache\.redis\.Options"):
+    with pytest.raises(
+        ConfigError, match=r"^cascache\.redis\.new takes a cascache\.redis\.Options"
+    ):
         cascache.redis.new(plain)  # type: ignore[arg-type]
 
 

@@ -21,8 +21,7 @@ from typing import TypeVar
 
 import cascache
 from cascache.cache import CAS
-from cascache.errors import ConfigError
-from cascache.options import TTL, Settings, ttl_seconds
+from cascache.options import TTL, Settings, ttl_seconds, wrong_options
 from cascache.redis.genstore import RedisGenStore
 from cascache.redis.mutator import RedisKeyMutator
 from cascache.redis.persistence import check_persistence, persistence_risk
@@ -165,9 +164,7 @@ def cache_options(options: Options[V]) -> cascache.Options[V]:
     store and key mutator on one client. For composing or auditing; most code wants ``new``.
     """
     if not isinstance(options, Options):
-        raise ConfigError(
-            f"cascache.redis.new takes a cascache.redis.Options, got {type(options).__name__}"
-        )
+        raise wrong_options("cascache.redis.new", "cascache.redis.Options", options)
     client = check_client(options.client, "cascache.redis.new")
     version_ttl = options.entry_version_ttl()
     mutator = RedisKeyMutator(

@@ -25,7 +25,7 @@ from typing import TypeVar
 
 from cascache.aio import AsyncCAS, AsyncOptions
 from cascache.aio import new as new_async
-from cascache.errors import ConfigError
+from cascache.options import wrong_options
 from cascache.redis import RedisSettings
 from cascache.redis.genstore import AsyncRedisGenStore
 from cascache.redis.mutator import AsyncRedisKeyMutator
@@ -112,10 +112,7 @@ def cache_options(options: Options[V]) -> AsyncOptions[V]:
     """The :class:`cascache.aio.AsyncOptions` that :func:`new` builds: an asyncio Redis
     provider, version store and key mutator on one client."""
     if not isinstance(options, Options):
-        raise ConfigError(
-            f"cascache.redis.aio.new takes a cascache.redis.aio.Options, got "
-            f"{type(options).__name__}"
-        )
+        raise wrong_options("cascache.redis.aio.new", "cascache.redis.aio.Options", options)
     client = check_async_client(options.client, "cascache.redis.aio.new")
     version_ttl = options.entry_version_ttl()
     mutator = AsyncRedisKeyMutator(

@@ -328,9 +328,16 @@ def check_client(client: object, owner: str) -> Client:
             )
         raise ConfigError(
             f"{owner} needs a redis.Redis or redis.cluster.RedisCluster client, "
-            f"got {type(client).__name__}"
+            f"got {type(client).__name__}{_client_hint(client, 'redis.Redis')}"
         )
     return _returning_bytes(client, owner)
+
+
+def _client_hint(client: object, builder: str) -> str:
+    """How to turn what was given into a client, when it is a connection URL."""
+    if isinstance(client, str):
+        return f": for a URL build the client with {builder}.from_url({client!r:.60})"
+    return ""
 
 
 def check_async_client(client: object, owner: str) -> AsyncClient:
@@ -345,7 +352,7 @@ def check_async_client(client: object, owner: str) -> AsyncClient:
             )
         raise ConfigError(
             f"{owner} needs a redis.asyncio.Redis or redis.asyncio.cluster.RedisCluster "
-            f"client, got {type(client).__name__}"
+            f"client, got {type(client).__name__}{_client_hint(client, 'redis.asyncio.Redis')}"
         )
     return _returning_bytes(client, owner)
 

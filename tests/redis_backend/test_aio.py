@@ -174,7 +174,9 @@ def test_constructors_refuse_what_would_not_work_and_say_what_to_do() -> None:
         cascache.redis.aio.new_gen_store(sync)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="decode_responses=False"):
         cascache.redis.aio.new_provider(decoding)
-    with pytest.raises(ConfigError, match=r"takes a cascache\.redis\.aio\.Options, got Options"):
+    with pytest.raises(
+        ConfigError, match=r"takes a cascache\.redis\.aio\.Options, got a cascache\.redis\.Options"
+    ):
         cascache.redis.aio.cache_options(
             cascache.redis.Options(namespace="n", client=sync, codec=JsonCodec())  # type: ignore[arg-type]
         )
