@@ -5,7 +5,7 @@ Read path: ``get`` -> on a miss ``snapshot_version`` -> load the source -> ``set
 """
 
 from cascache.cache import CAS, new
-from cascache.codec import BytesCodec, Codec, JsonCodec, LimitedCodec, StrCodec
+from cascache.codec import BytesCodec, Codec, JsonCodec, JsonValue, LimitedCodec, StrCodec
 from cascache.decorator import cached
 from cascache.errors import (
     CascacheError,
@@ -58,6 +58,7 @@ __all__ = [
     "Hooks",
     "InvalidateError",
     "JsonCodec",
+    "JsonValue",
     "KeyInvalidator",
     "KeyReader",
     "KeyWriter",

@@ -7,67 +7,146 @@ uses pickle: stored bytes are data, never code, so a poisoned store cannot run a
 
 Built-in codecs:
 
-* :class:`JsonCodec` stores compact UTF-8 JSON (``allow_nan=False``).
+* :class:`JsonCodec` stores compact UTF-8 JSON (``allow_nan=False``), of plain JSON values or
+  of a declared type (dataclasses and the types a database row holds, below).
 * :class:`BytesCodec` stores ``bytes`` as they are; :class:`StrCodec` stores UTF-8 text.
 * :class:`LimitedCodec` wraps another codec and refuses payloads over a size limit.
 
-How ``JsonCodec`` round-trips dataclasses
------------------------------------------
+Optional codecs, each behind an extra: ``cascache.msgspec.MsgspecCodec`` (JSON or
+MessagePack, for ``msgspec.Struct`` and dataclass types; ``pip install
+'cascache[msgspec]'``) and ``cascache.pydantic.PydanticCodec`` (pydantic v2 models;
+``pip install 'cascache[pydantic]'``).
+
+How ``JsonCodec`` round-trips typed values
+------------------------------------------
 
 ``JsonCodec(User)`` reads ``User``'s field types once, at construction, with
 :func:`typing.get_type_hints` (so string annotations and ``from __future__ import
 annotations`` work, provided the names resolve in the dataclass's module). ``encode``
 writes a dataclass as a JSON object holding its ``init`` fields by name, recursively;
 ``decode`` parses the JSON and rebuilds the value by calling the dataclass's constructor
-with those fields, recursing through the declared field types. Supported field types:
+with those fields, recursing through the declared field types. The type given may be any
+supported type, not only a dataclass: ``JsonCodec(User | None)`` (so a cached ``None``
+records that the row does not exist), ``JsonCodec(list[User])``, ``JsonCodec(int)``.
+Supported types:
 
 * ``str``, ``int``, ``float`` (an ``int`` is accepted and stored as a float), ``bool``,
   ``None``;
+* ``datetime``, ``date`` and ``time``, as ISO 8601 strings (``datetime.isoformat``), with
+  their microseconds. A naive value comes back naive and an aware one aware, with the
+  same UTC offset, and one field may hold both (each string says which it is). Any
+  ``tzinfo`` is accepted if it gives the value an offset; it comes back as a fixed
+  ``datetime.timezone`` of that offset (``timezone.utc`` for UTC): the same instant, but
+  not the zone's rules or name, and not ``fold``. So a ``ZoneInfo`` datetime inside a DST
+  fold or gap compares unequal to what comes back, as Python defines ``==`` between
+  zones there. A ``time`` whose tzinfo gives no offset (a ``ZoneInfo`` time) is refused, and
+  so is an offset with a fraction of a second (``fromisoformat`` would drop it);
+* ``uuid.UUID``, as its canonical lowercase hyphenated string;
+* ``decimal.Decimal``, as the JSON string ``str(value)``, which keeps sign, digits and
+  exponent exactly (``Decimal("1.50")`` stays ``1.50``, ``Decimal("-0")`` stays
+  negative). ``NaN``, ``sNaN`` (with their payloads) and the infinities round-trip too,
+  as a PostgreSQL ``numeric`` can hold them (a NaN, as always, is not ``==`` to itself);
+* enums, including ``IntEnum``, ``StrEnum`` and ``Flag``, stored by value. Every member's
+  value must be a JSON scalar (``str``, ``int``, finite ``float``, ``bool``, ``None``)
+  or the type is refused; decoding a value that is no member's (for a ``Flag``, no
+  combination's) is a ``CodecError``;
 * nested dataclasses, including recursive ones;
+* ``TypedDict`` types (plain ``dict`` values), with ``total=False``, ``Required`` and
+  ``NotRequired``: a missing required key or an undeclared key is an error both ways;
 * ``list[X]``, ``tuple[X, ...]``, ``tuple[X, Y]`` (stored as a JSON array),
-  ``dict[str, X]``;
-* unions such as ``X | None`` or ``Optional[X]`` (each arm is tried in order, ``int``
-  before ``float``);
+  ``dict[str, X]``; ``Annotated[X, ...]`` is ``X``;
+* unions such as ``X | None`` or ``Optional[X]``, see below;
 * ``Any``, ``object``, bare ``list`` and ``dict``: plain JSON values, checked as below.
 
-Anything else (sets, bytes, enums, generic dataclasses...) is a ``TypeError`` at
-construction rather than a surprise at the first write. The codec is strict both ways, so
-what comes back equals what went in: ``encode`` checks each value against its declared
-type (an instance of a *subclass* of the dataclass is refused, as its extra fields would
-be lost), and ``decode`` rejects missing required fields, unknown fields and values of the
-wrong JSON type. A field missing from stored data takes its default, if it has one.
+Anything else (sets, bytes, generic dataclasses, an enum with a tuple value...) is a
+``TypeError`` at construction, naming the field, rather than a surprise at the first
+write. The codec is strict both ways, so what comes back equals what went in: ``encode``
+checks each value against its declared type (exactly: an instance of a *subclass* of a
+dataclass, of ``datetime`` in a ``date`` field, of ``Decimal``, is refused, as it would
+come back as something else), and ``decode`` rejects missing required fields, unknown
+fields, values of the wrong JSON type, and strings that are not exactly what ``encode``
+writes (``"2024-01-01T00:00:00Z"`` is refused: this codec writes ``+00:00``).
 
-Without a type, ``JsonCodec()`` round-trips plain JSON values: ``dict`` with ``str`` keys,
-``list``, ``str``, ``int``, finite ``float``, ``bool`` and ``None``. Values JSON would
-change silently are refused instead: a ``tuple`` (it would come back as a list) and a
-dict with non-``str`` keys (they would come back as strings).
+Unions
+~~~~~~
+
+Arms are tried in the order declared (``int`` always before ``float``), and the first that
+fits wins. A union in which two arms could decode the same JSON is ambiguous, as what
+came back would depend on that order rather than on what went in, so it is refused at
+construction: ``str | datetime`` (``"2024-01-01T00:00:00"`` is both), ``str | UUID``,
+``Color | str`` when a ``Color`` value is a string, ``int | IntEnum``, two dataclasses
+(or a dataclass and a ``dict``), two list types. These unions are fine: ``X | None`` for
+any ``X``; ``int | float`` (a float is always written with a fraction or an
+exponent); any mix of ``datetime``, ``date``, ``time``, ``UUID`` and ``Decimal`` (their
+canonical strings never coincide); an enum with any arm that accepts none of its values;
+and arms of different JSON kinds (``int | str | list[X] | User``).
+
+Without a type, ``JsonCodec()`` round-trips plain JSON values (:data:`JsonValue`):
+``dict`` with ``str`` keys, ``list``, ``str``, ``int``, finite ``float``, ``bool`` and
+``None``. Values JSON would change silently are refused instead: a ``tuple`` (it would
+come back as a list) and a dict with non-``str`` keys (they would come back as strings).
+
+Type checkers see ``JsonCodec()`` as a ``JsonCodec[JsonValue]``, ``JsonCodec(User)`` as a
+``JsonCodec[User]`` and ``JsonCodec(User | None)`` as a ``JsonCodec[User | None]`` (mypy
+and pyright both, through PEP 747's ``TypeForm``), so ``cascache.new`` builds a ``CAS``
+of that type with no annotation at the call site.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import json.scanner
 import math
 import types
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, time
+from decimal import Decimal
 from typing import (
+    TYPE_CHECKING,
+    Annotated,
     Any,
     Generic,
     NoReturn,
+    NotRequired,
     Protocol,
+    Required,
+    TypeAlias,
     TypeVar,
     Union,
     cast,
     get_args,
     get_origin,
     get_type_hints,
+    is_typeddict,
+    overload,
     runtime_checkable,
 )
 
 from cascache.errors import CodecError
 
+if TYPE_CHECKING:
+    # Only type checkers read these (typeshed ships typing_extensions), so the library
+    # still needs nothing at run time. TypeForm (PEP 747) is what lets ``JsonCodec(User |
+    # None)`` infer ``JsonCodec[User | None]``: a union is a ``types.UnionType`` object,
+    # not a ``type[V]``. The TypeVar default (PEP 696) is what makes ``JsonCodec()`` a
+    # ``JsonCodec[JsonValue]`` while ``x: JsonCodec[object] = JsonCodec()`` still checks.
+    from typing_extensions import TypeForm
+    from typing_extensions import TypeVar as _DefaultTypeVar
+
 V = TypeVar("V")
+
+JsonValue: TypeAlias = Union[  # noqa: UP007 - the | spelling cannot hold the string parts
+    bool, int, float, str, list["JsonValue"], dict[str, "JsonValue"], None
+]
+"""A plain JSON value: what ``JsonCodec()`` (no type) encodes and decodes."""
+
+if TYPE_CHECKING:
+    J = _DefaultTypeVar("J", default=JsonValue)
+else:
+    J = TypeVar("J")
 
 
 @runtime_checkable
@@ -223,7 +302,20 @@ def _kind(value: object) -> str:
 
 
 def _type_name(tp: object) -> str:
-    if isinstance(tp, type) and not get_args(tp):
+    """``tp`` as it would be written in an annotation, without module prefixes."""
+    if tp is None or tp is type(None):
+        return "None"
+    if tp is Ellipsis:
+        return "..."
+    origin = get_origin(tp)
+    args = get_args(tp)
+    if origin is Union or origin is types.UnionType:
+        return " | ".join(_type_name(arm) for arm in args)
+    if origin is Annotated:
+        return _type_name(args[0])
+    if origin is not None and args:
+        return f"{_type_name(origin)}[{', '.join(_type_name(arg) for arg in args)}]"
+    if isinstance(tp, type):
         return tp.__name__
     return repr(tp).replace("typing.", "")
 
@@ -284,8 +376,50 @@ def _check_plain(value: object, active: set[int]) -> None:
     _fail(f"type {type(value).__name__} is not a JSON value")
 
 
+_NULL, _BOOLEAN, _INTEGER, _FRACTION, _STRING, _ARRAY, _OBJECT = (
+    "null",
+    "a boolean",
+    "an integer",
+    "a number with a fraction or exponent",
+    "a string",
+    "an array",
+    "an object",
+)
+_ANY_KIND = frozenset({_NULL, _BOOLEAN, _INTEGER, _FRACTION, _STRING, _ARRAY, _OBJECT})
+
+
+def _json_kind(value: object) -> str:
+    """Which of the kinds above a decoded JSON value is."""
+    if value is None:
+        return _NULL
+    if isinstance(value, bool):
+        return _BOOLEAN
+    if isinstance(value, int):
+        return _INTEGER
+    if isinstance(value, float):
+        return _FRACTION
+    if isinstance(value, str):
+        return _STRING
+    return _ARRAY if isinstance(value, list) else _OBJECT
+
+
 class _Node:
     """Converts one declared type between Python values and plain JSON values."""
+
+    kinds: frozenset[str] = _ANY_KIND
+    """The JSON kinds ``decode`` may accept; two arms of a union must not share one
+    (see ``_ambiguity``), or the data could come back as the wrong arm."""
+    formatted = False
+    """``decode`` accepts only the canonical text of one type, which no other formatted
+    node's canonical text can equal (datetime, date, time, UUID, Decimal)."""
+
+    def accepts(self, data: object) -> bool:
+        """Whether ``decode`` takes ``data`` (for the union check, at construction)."""
+        try:
+            self.decode(data)
+        except _Mismatch:
+            return False
+        return True
 
     def encode(self, value: object, active: set[int]) -> object:
         raise NotImplementedError
@@ -298,6 +432,8 @@ class _PlainNode(_Node):
     def __init__(self, container: type | None = None) -> None:
         # ``container`` narrows the plain value to a bare ``list`` or ``dict``.
         self._container = container
+        if container is not None:
+            self.kinds = frozenset({_ARRAY if container is list else _OBJECT})
 
     def encode(self, value: object, active: set[int]) -> object:
         if self._container is not None and not isinstance(value, self._container):
@@ -312,6 +448,8 @@ class _PlainNode(_Node):
 
 
 class _NoneNode(_Node):
+    kinds = frozenset({_NULL})
+
     def encode(self, value: object, active: set[int]) -> object:
         if value is not None:
             _fail(f"expected None, got {type(value).__name__}")
@@ -324,6 +462,8 @@ class _NoneNode(_Node):
 
 
 class _StrNode(_Node):
+    kinds = frozenset({_STRING})
+
     def encode(self, value: object, active: set[int]) -> object:
         if not isinstance(value, str):
             _fail(f"expected str, got {type(value).__name__}")
@@ -336,6 +476,8 @@ class _StrNode(_Node):
 
 
 class _BoolNode(_Node):
+    kinds = frozenset({_BOOLEAN})
+
     def encode(self, value: object, active: set[int]) -> object:
         if not isinstance(value, bool):
             _fail(f"expected bool, got {type(value).__name__}")
@@ -348,6 +490,8 @@ class _BoolNode(_Node):
 
 
 class _IntNode(_Node):
+    kinds = frozenset({_INTEGER})
+
     # bool is a subclass of int, but True stored in an int field would come back as True,
     # not 1, only by accident of JSON; refuse it so the declared type is what returns.
     def encode(self, value: object, active: set[int]) -> object:
@@ -362,6 +506,8 @@ class _IntNode(_Node):
 
 
 class _FloatNode(_Node):
+    kinds = frozenset({_INTEGER, _FRACTION})
+
     def encode(self, value: object, active: set[int]) -> object:
         if isinstance(value, bool) or not isinstance(value, int | float):
             _fail(f"expected float, got {type(value).__name__}")
@@ -385,6 +531,8 @@ class _FloatNode(_Node):
 
 
 class _ListNode(_Node):
+    kinds = frozenset({_ARRAY})
+
     def __init__(self, item: _Node) -> None:
         self._item = item
 
@@ -403,6 +551,8 @@ class _ListNode(_Node):
 
 
 class _TupleNode(_Node):
+    kinds = frozenset({_ARRAY})
+
     def __init__(self, items: list[_Node] | None, rest: _Node | None) -> None:
         # Either a fixed shape (``items``) or ``tuple[X, ...]`` (``rest``).
         self._items = items
@@ -453,6 +603,8 @@ def _decode_items(nodes: list[_Node], values: list[object]) -> list[object]:
 
 
 class _DictNode(_Node):
+    kinds = frozenset({_OBJECT})
+
     def __init__(self, item: _Node) -> None:
         self._item = item
 
@@ -489,6 +641,7 @@ class _UnionNode(_Node):
     def __init__(self, name: str, arms: list[_Node]) -> None:
         self._name = name
         self._arms = arms
+        self.kinds = frozenset().union(*(arm.kinds for arm in arms))
 
     def encode(self, value: object, active: set[int]) -> object:
         for arm in self._arms:
@@ -508,6 +661,8 @@ class _UnionNode(_Node):
 
 
 class _DataclassNode(_Node):
+    kinds = frozenset({_OBJECT})
+
     def __init__(self, cls: type) -> None:
         self._cls = cls
         # Filled in after construction so a dataclass can refer to itself.
@@ -557,7 +712,228 @@ class _DataclassNode(_Node):
             _fail(f"{self._cls.__name__}(...) raised {exc!r}")
 
 
-def _compile(tp: object, where: str, memo: dict[type, _DataclassNode]) -> _Node:
+def _short(text: str) -> str:
+    """``text`` quoted for a message, cut so a hostile payload cannot flood a log."""
+    shown = repr(text)
+    return shown if len(shown) <= 60 else shown[:56] + "...'"
+
+
+def _offset_problem(value: datetime | time) -> str | None:
+    """Why ``value``'s UTC offset would not come back from its ISO text, if it would not."""
+    if value.tzinfo is None:
+        return None
+    offset = value.utcoffset()
+    if offset is None:
+        # A tzinfo that gives no offset (a ZoneInfo on a bare time) is written without
+        # one, and the value would come back naive.
+        return (
+            f"its tzinfo {value.tzinfo!r} gives no UTC offset, so it would come back "
+            "naive; use a datetime, or a fixed offset (datetime.timezone)"
+        )
+    if offset.microseconds:
+        # isoformat writes the fraction, but fromisoformat (3.11) drops it.
+        return f"its UTC offset {offset} has a fraction of a second, which would be lost"
+    return None
+
+
+class _TextNode(_Node):
+    """A value stored as the one canonical string of its type: ``encode`` writes
+    ``format(value)`` and ``decode`` accepts only a string that ``parse`` reads and
+    ``format`` writes back unchanged, so each string has exactly one meaning."""
+
+    kinds = frozenset({_STRING})
+    formatted = True
+
+    def __init__(
+        self,
+        cls: type,
+        format: Callable[[Any], str],
+        parse: Callable[[str], object],
+        check: Callable[[Any], str | None] | None = None,
+    ) -> None:
+        self._cls = cls
+        self._format = format
+        self._parse = parse
+        self._check = check
+
+    def encode(self, value: object, active: set[int]) -> object:
+        # Exact type: a date field given a datetime (a subclass) would be written as a
+        # datetime and then refused on decode; a subclass's own behaviour would be lost.
+        if type(value) is not self._cls:
+            _fail(f"expected {self._cls.__name__}, got {type(value).__name__}")
+        if self._check is not None:
+            problem = self._check(value)
+            if problem is not None:
+                _fail(problem)
+        return self._format(value)
+
+    def decode(self, data: object) -> object:
+        name = self._cls.__name__
+        if not isinstance(data, str):
+            _fail(f"expected a string holding a {name}, got {_kind(data)}")
+        try:
+            value = self._parse(data)
+            canonical = self._format(value) == data
+        except (ValueError, ArithmeticError):
+            canonical = False
+        if not canonical:
+            _fail(f"{_short(data)} is not a {name} as this codec writes it")
+        return value
+
+
+def _text_node(tp: type) -> _TextNode | None:
+    """The node of a type stored as text, or ``None`` if ``tp`` is not one."""
+    if tp is datetime:
+        return _TextNode(datetime, datetime.isoformat, datetime.fromisoformat, _offset_problem)
+    if tp is date:
+        return _TextNode(date, date.isoformat, date.fromisoformat)
+    if tp is time:
+        return _TextNode(time, time.isoformat, time.fromisoformat, _offset_problem)
+    if tp is uuid.UUID:
+        return _TextNode(uuid.UUID, str, uuid.UUID)
+    if tp is Decimal:
+        # str(Decimal) is exact: sign, digits and exponent all survive, for NaN, sNaN
+        # (with their payloads) and the infinities too, which a PostgreSQL numeric can
+        # hold. Decimal(text) ignores the context's precision, so nothing is rounded.
+        return _TextNode(Decimal, str, Decimal)
+    return None
+
+
+_SCALARS: tuple[type, ...] = (str, int, float, bool, type(None))
+
+
+class _EnumNode(_Node):
+    """An enum member, stored as its value (which must be a JSON scalar)."""
+
+    def __init__(self, cls: type[enum.Enum], where: str) -> None:
+        self._cls = cls
+        # Keyed by (type, value) so that the JSON values 1, 1.0 and true, equal in Python,
+        # stay different members' values.
+        self._members: dict[tuple[type, object], enum.Enum] = {}
+        for member in cls:  # the canonical members: aliases share their value
+            value = member.value
+            if type(value) not in _SCALARS or (
+                isinstance(value, float) and not math.isfinite(value)
+            ):
+                raise TypeError(
+                    f"JsonCodec: {where} is the enum {cls.__name__}, whose member "
+                    f"{member.name} has the value {value!r}; an enum is stored by value, "
+                    "so every value must be a str, int, finite float, bool or None"
+                )
+            self._members[(type(value), value)] = member
+        self.values: list[object] = [value for _, value in self._members]
+        # A Flag's combinations are members too, but not listed: any int may be one.
+        self.flag = issubclass(cls, enum.Flag)
+        self.kinds = frozenset({_INTEGER} if self.flag else map(_json_kind, self.values))
+
+    def encode(self, value: object, active: set[int]) -> object:
+        if type(value) is not self._cls:
+            _fail(f"expected {self._cls.__name__}, got {type(value).__name__}")
+        return value.value
+
+    def decode(self, data: object) -> object:
+        member = self._members.get((type(data), data))
+        if member is not None:
+            return member
+        if self.flag and type(data) is int:
+            try:
+                combined = self._cls(data)
+            except ValueError:
+                pass
+            else:
+                if combined.value == data:
+                    return combined
+        shown = _short(data) if isinstance(data, str) else _kind(data)
+        _fail(f"{shown} is not a value of {self._cls.__name__}")
+
+
+class _TypedDictNode(_Node):
+    """A ``TypedDict``: a plain ``dict`` with declared keys, required or not."""
+
+    kinds = frozenset({_OBJECT})
+
+    def __init__(self, cls: type) -> None:
+        self._cls = cls
+        # Filled in after construction so a TypedDict can refer to itself.
+        self._keys: list[tuple[str, _Node, bool]] = []
+        self._names: frozenset[str] = frozenset()
+
+    def set_keys(self, keys: list[tuple[str, _Node, bool]]) -> None:
+        self._keys = keys
+        self._names = frozenset(name for name, _, _ in keys)
+
+    @staticmethod
+    def _segment(key: str) -> str:
+        return f".{key}" if key.isidentifier() else f"[{key!r}]"
+
+    def _check_keys(self, present: dict[Any, object]) -> None:
+        unknown = sorted(repr(key) for key in present if key not in self._names)
+        if unknown:
+            _fail(f"unexpected key(s) for {self._cls.__name__}: {', '.join(unknown)}")
+        for key, _, required in self._keys:
+            if required and key not in present:
+                _fail(f"missing key {key!r} of {self._cls.__name__}")
+
+    def encode(self, value: object, active: set[int]) -> object:
+        if not isinstance(value, dict):
+            _fail(f"expected a dict for {self._cls.__name__}, got {type(value).__name__}")
+        self._check_keys(value)
+        _enter(value, active)
+        out: dict[str, object] = {}
+        for key, node, _ in self._keys:
+            if key in value:
+                try:
+                    out[key] = node.encode(value[key], active)
+                except _Mismatch as exc:
+                    exc.path.append(self._segment(key))
+                    raise
+        active.discard(id(value))
+        return out
+
+    def decode(self, data: object) -> object:
+        if not isinstance(data, dict):
+            _fail(f"expected an object for {self._cls.__name__}, got {_kind(data)}")
+        self._check_keys(data)
+        out: dict[str, object] = {}
+        for key, node, _ in self._keys:
+            if key in data:
+                try:
+                    out[key] = node.decode(data[key])
+                except _Mismatch as exc:
+                    exc.path.append(self._segment(key))
+                    raise
+        return out
+
+
+def _is_typeddict(tp: object) -> bool:
+    """Whether ``tp`` is a TypedDict class, from ``typing`` or ``typing_extensions`` (whose
+    classes ``typing.is_typeddict`` does not recognise before Python 3.12)."""
+    return is_typeddict(tp) or (isinstance(tp, type) and hasattr(tp, "__required_keys__"))
+
+
+def _ambiguity(a: _Node, b: _Node) -> str | None:
+    """What JSON both union arms ``a`` and ``b`` would decode, or ``None`` if nothing can
+    be read as either (so every decoded value comes back as the arm it was written from)."""
+    for first, other in ((a, b), (b, a)):
+        if isinstance(first, _EnumNode) and not first.flag:
+            # Precise: an enum decodes only its own values.
+            for value in first.values:
+                if other.accepts(value):
+                    return f"the JSON value {json.dumps(value)}"
+            return None
+    common = a.kinds & b.kinds
+    if not common:
+        return None
+    if {type(a), type(b)} == {_IntNode, _FloatNode}:
+        return None  # int is tried first, and a float is always written with a fraction
+    if a.formatted and b.formatted:
+        return None  # canonical texts of different types never coincide
+    if common == {_NULL} and {type(a), type(b)} == {_NoneNode, _PlainNode}:
+        return None  # both read null as None
+    return " or ".join(sorted(common))
+
+
+def _compile(tp: object, where: str, memo: dict[object, _Node]) -> _Node:
     """Build the converter for ``tp``; ``where`` names it in construction errors."""
     if tp is Any or tp is object:
         return _PlainNode()
@@ -575,10 +951,20 @@ def _compile(tp: object, where: str, memo: dict[type, _DataclassNode]) -> _Node:
         return _PlainNode(cast(type, tp))
     if tp is tuple:
         return _TupleNode(None, _PlainNode())
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        return _compile_dataclass(tp, memo)
+    if isinstance(tp, type):
+        text = _text_node(tp)
+        if text is not None:
+            return text
+        if issubclass(tp, enum.Enum):
+            return _EnumNode(tp, where)
+        if dataclasses.is_dataclass(tp):
+            return _compile_dataclass(tp, memo)
+        if _is_typeddict(tp):
+            return _compile_typeddict(tp, memo)
     origin = get_origin(tp)
     args = get_args(tp)
+    if origin is Annotated:
+        return _compile(args[0], where, memo)
     if origin is list and len(args) == 1:
         return _ListNode(_compile(args[0], f"{where}[item]", memo))
     if origin is dict and len(args) == 2:
@@ -595,30 +981,44 @@ def _compile(tp: object, where: str, memo: dict[type, _DataclassNode]) -> _Node:
             [_compile(arg, f"{where}[{i}]", memo) for i, arg in enumerate(args)], None
         )
     if origin is Union or origin is types.UnionType:
-        # int before float, so that 3 comes back as 3 and 3.0 as 3.0 whatever the order
-        # the union was written in (the float arm would accept and convert both).
-        ordered = sorted(args, key=lambda arm: 0 if arm is int else 1)
-        arms = [_compile(arm, where, memo) for arm in ordered]
-        return _UnionNode(_type_name(tp), arms)
+        return _compile_union(tp, args, where, memo)
     raise TypeError(
         f"JsonCodec cannot handle {where} of type {_type_name(tp)}; supported: str, int, "
-        "float, bool, None, dataclasses, list[X], tuple[X, ...], dict[str, X], unions, Any"
+        "float, bool, None, datetime, date, time, UUID, Decimal, enums, dataclasses, "
+        "TypedDicts, list[X], tuple[X, ...], dict[str, X], unions, Any"
     )
 
 
-def _compile_dataclass(cls: type, memo: dict[type, _DataclassNode]) -> _DataclassNode:
+def _compile_union(
+    tp: object, args: tuple[object, ...], where: str, memo: dict[object, _Node]
+) -> _UnionNode:
+    # int before float, so that 3 comes back as 3 and 3.0 as 3.0 whatever the order
+    # the union was written in (the float arm would accept and convert both).
+    ordered = sorted(args, key=lambda arm: 0 if arm is int else 1)
+    arms = [_compile(arm, where, memo) for arm in ordered]
+    # Arms are tried in order, so two arms that read the same JSON would make what comes
+    # back depend on that order, not on what went in (str | datetime: "2024-01-01T00:00:00"
+    # is both). Refuse the union here rather than return the wrong arm later.
+    for i, a in enumerate(arms):
+        for j in range(i + 1, len(arms)):
+            overlap = _ambiguity(a, arms[j])
+            if overlap is not None:
+                raise TypeError(
+                    f"JsonCodec: {where} is {_type_name(tp)}, an ambiguous union: its "
+                    f"arms {_type_name(ordered[i])} and {_type_name(ordered[j])} both "
+                    f"decode {overlap}, so a value could come back as the wrong one; "
+                    "use a dataclass with one field per arm, or a single type"
+                )
+    return _UnionNode(_type_name(tp), arms)
+
+
+def _compile_dataclass(cls: type, memo: dict[object, _Node]) -> _Node:
     node = memo.get(cls)
     if node is not None:
         return node
-    node = _DataclassNode(cls)
-    memo[cls] = node
-    try:
-        hints = get_type_hints(cls)
-    except Exception as exc:
-        raise TypeError(
-            f"JsonCodec: cannot resolve the type hints of {cls.__name__}: {exc!r} "
-            "(are the annotated names importable from its module?)"
-        ) from exc
+    dataclass_node = _DataclassNode(cls)
+    memo[cls] = dataclass_node
+    hints = _hints(cls, include_extras=False)
     fields: list[tuple[str, _Node, bool]] = []
     for field in dataclasses.fields(cls):
         if not field.init:
@@ -629,8 +1029,44 @@ def _compile_dataclass(cls: type, memo: dict[type, _DataclassNode]) -> _Dataclas
         )
         where = f"field {cls.__name__}.{field.name}"
         fields.append((field.name, _compile(hints[field.name], where, memo), required))
-    node.set_fields(fields)
-    return node
+    dataclass_node.set_fields(fields)
+    return dataclass_node
+
+
+def _compile_typeddict(cls: type, memo: dict[object, _Node]) -> _Node:
+    node = memo.get(cls)
+    if node is not None:
+        return node
+    typeddict_node = _TypedDictNode(cls)
+    memo[cls] = typeddict_node
+    # With the extras kept, Required/NotRequired are visible even where the class body's
+    # annotations were strings: Python 3.11 then misses them in __required_keys__, which
+    # reflects only the totality of the class that declared each key.
+    hints = _hints(cls, include_extras=True)
+    required_keys = cast(frozenset[str], getattr(cls, "__required_keys__", frozenset()))
+    keys: list[tuple[str, _Node, bool]] = []
+    for key, hint in hints.items():
+        required = key in required_keys
+        while get_origin(hint) in (Required, NotRequired, Annotated):
+            if get_origin(hint) is Required:
+                required = True
+            elif get_origin(hint) is NotRequired:
+                required = False
+            hint = get_args(hint)[0]
+        where = f"key {cls.__name__}[{key!r}]"
+        keys.append((key, _compile(hint, where, memo), required))
+    typeddict_node.set_keys(keys)
+    return typeddict_node
+
+
+def _hints(cls: type, include_extras: bool) -> dict[str, Any]:
+    try:
+        return get_type_hints(cls, include_extras=include_extras)
+    except Exception as exc:
+        raise TypeError(
+            f"JsonCodec: cannot resolve the type hints of {cls.__name__}: {exc!r} "
+            "(are the annotated names importable from its module?)"
+        ) from exc
 
 
 def _reject_constant(name: str) -> NoReturn:
@@ -665,27 +1101,42 @@ def _parse_json(text: str) -> object:
     return plain
 
 
-class JsonCodec(Generic[V]):
-    """Stores values as compact UTF-8 JSON; with a dataclass type, round-trips dataclasses.
+_PLAIN: Any = object()
+"""The default of ``JsonCodec``'s ``type_``: no type, plain JSON values. (``None`` is a
+type of its own there: ``JsonCodec(None)`` holds only ``None``.)"""
 
-    ``JsonCodec()`` handles plain JSON values; ``JsonCodec(User)`` handles ``User``
-    instances (see the module docstring for the supported field types). An unsupported
-    type is a ``TypeError`` here, at construction.
+
+class JsonCodec(Generic[J]):
+    """Stores values as compact UTF-8 JSON; with a type, round-trips values of that type.
+
+    ``JsonCodec()`` handles plain JSON values (a ``JsonCodec[JsonValue]``);
+    ``JsonCodec(User)`` handles ``User`` instances, ``JsonCodec(User | None)`` also
+    ``None``, ``JsonCodec(list[User])`` lists of them (see the module docstring for the
+    supported types). An unsupported or ambiguous type is a ``TypeError`` here, at
+    construction, naming the field.
     """
 
-    def __init__(self, type_: type[V] | None = None) -> None:
-        self._type = type_
+    @overload
+    def __init__(self) -> None: ...
+
+    @overload
+    def __init__(self, type_: TypeForm[J]) -> None: ...
+
+    def __init__(self, type_: object = _PLAIN) -> None:
+        self._plain = type_ is _PLAIN
+        self._type = None if self._plain else type_
         self._node: _Node | None = None
-        if type_ is not None:
+        if not self._plain:
             self._node = _compile(type_, _type_name(type_), {})
-        self._name = "JsonCodec" if type_ is None else f"JsonCodec[{_type_name(type_)}]"
+        self._name = "JsonCodec" if self._plain else f"JsonCodec[{_type_name(type_)}]"
 
     @property
-    def type_(self) -> type[V] | None:
-        """The type this codec decodes to, or ``None`` for plain JSON values."""
-        return self._type
+    def type_(self) -> TypeForm[J] | None:
+        """The type this codec decodes to, or ``None`` for plain JSON values (and for
+        ``JsonCodec(None)``, whose values are ``None``)."""
+        return cast("TypeForm[J] | None", self._type)
 
-    def encode(self, value: V) -> bytes:
+    def encode(self, value: J) -> bytes:
         """Compact UTF-8 JSON for ``value``; a value that does not fit is a ``CodecError``."""
         try:
             if self._node is None:
@@ -711,7 +1162,7 @@ class JsonCodec(Generic[V]):
                 f"{self._name}: cannot encode {type(value).__name__} value: {exc!r}"
             ) from exc
 
-    def decode(self, data: bytes) -> V:
+    def decode(self, data: bytes) -> J:
         """The value in ``data``; invalid JSON, or JSON that does not fit, is a ``CodecError``."""
         raw = data if type(data) is bytes else _as_bytes(self._name, data)
         try:
@@ -724,9 +1175,9 @@ class JsonCodec(Generic[V]):
         except (ValueError, RecursionError) as exc:
             raise CodecError(f"{self._name}: data is not valid JSON: {exc}") from exc
         if self._node is None:
-            return cast(V, plain)
+            return cast(J, plain)
         try:
-            return cast(V, self._node.decode(plain))
+            return cast(J, self._node.decode(plain))
         except _Mismatch as exc:
             raise CodecError(
                 f"{self._name}: data does not fit {_type_name(self._type)}: "
@@ -736,4 +1187,4 @@ class JsonCodec(Generic[V]):
             raise CodecError(f"{self._name}: data is nested too deeply: {exc!r}") from exc
 
     def __repr__(self) -> str:
-        return "JsonCodec()" if self._type is None else f"JsonCodec({_type_name(self._type)})"
+        return "JsonCodec()" if self._plain else f"JsonCodec({_type_name(self._type)})"

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
+from decimal import Decimal
+from typing import Annotated, Any, NotRequired, Optional, Required, TypedDict
+from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import pytest
+import typing_extensions
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -469,6 +476,7 @@ def test_repr_names_the_type() -> None:
     assert repr(JsonCodec()) == "JsonCodec()"
     assert JsonCodec(User).type_ is User
     assert JsonCodec().type_ is None
+    assert JsonCodec(User | None).type_ == User | None
 
 
 addresses = st.builds(
@@ -530,6 +538,569 @@ def test_arbitrary_json_decodes_to_a_user_or_a_codec_error(value: object) -> Non
         return
     assert isinstance(user, User)
     assert codec.decode(codec.encode(user)) == user
+
+
+# --- JsonCodec with the types of a database row ---------------------------------------
+
+
+class Status(enum.Enum):
+    ACTIVE = "active"
+    BANNED = "banned"
+    LEGACY = 3
+
+
+class Priority(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+class Currency(enum.StrEnum):
+    EUR = "EUR"
+    USD = "USD"
+
+
+class Perm(enum.Flag):
+    READ = 1
+    WRITE = 2
+
+
+class Tuple3(enum.Enum):
+    A = (1, 2, 3)
+
+
+class NanEnum(enum.Enum):
+    A = math.nan
+
+
+class Flavour(enum.Enum):
+    ONE = 1
+    HALF = 1.5
+    YES = "yes"
+    NOTHING = None
+
+
+class Product(TypedDict):
+    sku: str
+    price: Decimal
+    note: NotRequired[str | None]
+
+
+class Patch(TypedDict, total=False):
+    id: Required[UUID]
+    name: str
+    when: datetime
+
+
+class Node(TypedDict):
+    label: str
+    children: list[Node]
+
+
+@dataclass
+class Row:
+    """The first real PostgreSQL row (users joined with their plan)."""
+
+    id: UUID
+    email: str
+    created: datetime
+    birthday: date | None
+    wake: time
+    balance: Decimal
+    status: Status
+    priority: Priority
+    currency: Currency
+    perms: Perm
+    product: Product
+    deleted: datetime | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Anything:
+    when: datetime | date | time | UUID | Decimal | None
+    choice: Status | bool | None = None
+    label: Annotated[str, "metadata is ignored"] = ""
+
+
+PARIS = ZoneInfo("Europe/Paris")
+PLUS_0530 = timezone(timedelta(hours=5, minutes=30))
+
+
+def sample_row() -> Row:
+    return Row(
+        id=UUID("12345678-1234-5678-1234-567812345678"),
+        email="ada@example.com",
+        created=datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=UTC),
+        birthday=date(1815, 12, 10),
+        wake=time(6, 45, 0, 7),
+        balance=Decimal("-1234.5600"),
+        status=Status.ACTIVE,
+        priority=Priority.HIGH,
+        currency=Currency.EUR,
+        perms=Perm.READ | Perm.WRITE,
+        product={"sku": "A-1", "price": Decimal("9.90")},
+        deleted=datetime(2024, 6, 1, 8, 0, tzinfo=PARIS),
+        tags=["vip"],
+    )
+
+
+def test_a_row_with_datetime_decimal_uuid_and_enums_round_trips() -> None:
+    codec = JsonCodec(Row)
+    row = sample_row()
+    data = codec.encode(row)
+    assert json.loads(data) == {
+        "id": "12345678-1234-5678-1234-567812345678",
+        "email": "ada@example.com",
+        "created": "2024-05-01T12:30:15.123456+00:00",
+        "birthday": "1815-12-10",
+        "wake": "06:45:00.000007",
+        "balance": "-1234.5600",
+        "status": "active",
+        "priority": 2,
+        "currency": "EUR",
+        "perms": 3,
+        "product": {"sku": "A-1", "price": "9.90"},
+        "deleted": "2024-06-01T08:00:00+02:00",
+        "tags": ["vip"],
+    }
+    decoded = codec.decode(data)
+    assert decoded == row
+    assert decoded.created.tzinfo is UTC
+    assert decoded.deleted is not None and decoded.deleted.utcoffset() == timedelta(hours=2)
+    assert str(decoded.balance) == "-1234.5600"
+    assert type(decoded.status) is Status and type(decoded.priority) is Priority
+    assert decoded.perms is Perm.READ | Perm.WRITE
+    assert type(decoded.product["price"]) is Decimal
+
+
+def test_the_row_missing_its_optional_fields_round_trips() -> None:
+    codec = JsonCodec(Row)
+    row = sample_row()
+    row.birthday = None
+    row.deleted = None
+    row.product = {"sku": "B", "price": Decimal("0"), "note": None}
+    assert codec.decode(codec.encode(row)) == row
+
+
+def test_naive_and_aware_datetimes_share_a_field_and_stay_what_they_were() -> None:
+    codec = JsonCodec(list[datetime])
+    values = [
+        datetime(2024, 1, 1, 0, 0),
+        datetime(2024, 1, 1, 0, 0, tzinfo=UTC),
+        datetime(2024, 1, 1, 0, 0, 0, 1, tzinfo=PLUS_0530),
+    ]
+    decoded = codec.decode(codec.encode(values))
+    assert decoded == values
+    assert [d.tzinfo for d in decoded] == [None, UTC, PLUS_0530]
+
+
+def test_a_zoneinfo_datetime_comes_back_with_its_offset_as_a_fixed_timezone() -> None:
+    codec = JsonCodec(datetime)
+    value = datetime(2024, 1, 15, 9, 0, tzinfo=PARIS)
+    decoded = codec.decode(codec.encode(value))
+    assert decoded == value
+    assert decoded.tzinfo == timezone(timedelta(hours=1))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [Decimal("1.50"), Decimal("-0"), Decimal("1E+30"), Decimal("0E-12"), Decimal("-Infinity")],
+    ids=str,
+)
+def test_decimals_keep_their_digits_and_exponent(value: Decimal) -> None:
+    codec = JsonCodec(Decimal)
+    assert codec.encode(value) == json.dumps(str(value)).encode()
+    decoded = codec.decode(codec.encode(value))
+    assert decoded.as_tuple() == value.as_tuple()
+
+
+@pytest.mark.parametrize("text", ["NaN", "-NaN", "NaN123", "sNaN", "-sNaN45"])
+def test_decimal_nans_round_trip_with_sign_and_payload(text: str) -> None:
+    codec = JsonCodec(Decimal)
+    decoded = codec.decode(codec.encode(Decimal(text)))
+    assert str(decoded) == text
+    assert decoded.as_tuple() == Decimal(text).as_tuple()
+
+
+def test_enum_values_decode_only_from_the_json_encode_writes() -> None:
+    codec = JsonCodec(list[Flavour])
+    members = [Flavour.ONE, Flavour.HALF, Flavour.YES, Flavour.NOTHING]
+    assert codec.encode(members) == b'[1,1.5,"yes",null]'
+    assert codec.decode(b'[1,1.5,"yes",null]') == members
+    # 1.0 and true equal 1 in Python (Flavour(1.0) is Flavour.ONE), but encode writes 1.
+    with pytest.raises(CodecError, match=r"\$\[1\]: the number 1.0 is not a value of Flavour"):
+        codec.decode(b"[1,1.0]")
+    with pytest.raises(CodecError, match=r"\$\[0\]: a boolean is not a value of Flavour"):
+        codec.decode(b"[true]")
+
+
+def test_a_flag_combination_round_trips_and_a_stray_bit_is_refused() -> None:
+    codec = JsonCodec(Perm)
+    assert codec.decode(codec.encode(Perm(0))) is Perm(0)
+    assert codec.decode(b"3") is Perm.READ | Perm.WRITE
+    with pytest.raises(CodecError, match="not a value of Perm"):
+        codec.decode(b"4")
+    with pytest.raises(CodecError, match="not a value of Perm"):
+        codec.decode(b"true")
+
+
+def test_typed_dicts_follow_total_required_and_not_required() -> None:
+    patch = JsonCodec(Patch)
+    only_id: Patch = {"id": UUID(int=1)}
+    assert patch.decode(patch.encode(only_id)) == only_id
+    full: Patch = {"id": UUID(int=2), "name": "x", "when": datetime(2024, 1, 1)}
+    assert patch.decode(patch.encode(full)) == full
+    with pytest.raises(CodecError, match="missing key 'id' of Patch"):
+        patch.decode(b'{"name":"x"}')
+    with pytest.raises(CodecError, match="missing key 'id' of Patch"):
+        patch.encode({"name": "x"})  # type: ignore[typeddict-item]
+    product = JsonCodec(Product)
+    with pytest.raises(CodecError, match="missing key 'price' of Product"):
+        product.decode(b'{"sku":"a"}')
+    with pytest.raises(CodecError, match=r"unexpected key\(s\) for Product: 'x'"):
+        product.decode(b'{"sku":"a","price":"1","x":0}')
+    with pytest.raises(CodecError, match=r"unexpected key\(s\) for Product: 1"):
+        product.encode({"sku": "a", "price": Decimal(1), 1: 2})  # type: ignore[misc]
+    with pytest.raises(CodecError, match=r"\$\.price: expected Decimal, got float"):
+        product.encode({"sku": "a", "price": 1.5})  # type: ignore[typeddict-item]
+    with pytest.raises(CodecError, match="expected a dict for Product, got list"):
+        product.encode([])  # type: ignore[arg-type]
+    with pytest.raises(CodecError, match="expected an object for Product, got an array"):
+        product.decode(b"[]")
+
+
+def test_a_recursive_typed_dict_round_trips_and_names_the_path() -> None:
+    codec = JsonCodec(Node)
+    tree: Node = {"label": "a", "children": [{"label": "b", "children": []}]}
+    assert codec.decode(codec.encode(tree)) == tree
+    with pytest.raises(CodecError, match=r"\$\.children\[0\]\.label: expected a string"):
+        codec.decode(b'{"label":"a","children":[{"label":1,"children":[]}]}')
+    loop: Node = {"label": "a", "children": []}
+    loop["children"].append(loop)
+    with pytest.raises(CodecError, match="cycle"):
+        codec.encode(loop)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        datetime(2024, 1, 1, 1, 2, 3),
+        date(2024, 1, 1),
+        time(23, 59, 59, 999999, tzinfo=UTC),
+        UUID(int=7),
+        Decimal("2024"),
+        Decimal("-1.5E-7"),
+    ],
+    ids=repr,
+)
+def test_a_union_of_the_text_types_keeps_each_type(value: object) -> None:
+    codec = JsonCodec(Anything)
+    decoded = codec.decode(codec.encode(Anything(value)))  # type: ignore[arg-type]
+    assert type(decoded.when) is type(value)
+    assert decoded.when == value
+
+
+def test_an_enum_in_a_union_with_an_arm_of_none_of_its_values_round_trips() -> None:
+    codec = JsonCodec(Status | date | None)
+    for value in (Status.BANNED, Status.LEGACY, date(2000, 2, 29), None):
+        assert codec.decode(codec.encode(value)) == value
+
+
+@pytest.mark.parametrize(
+    ("type_", "fragment"),
+    [
+        (str | datetime, "arms str and datetime both decode a string"),
+        (UUID | str, "arms UUID and str both decode a string"),
+        (Currency | str, 'both decode the JSON value "EUR"'),
+        (Status | int, "both decode the JSON value 3"),
+        (int | Priority, "both decode the JSON value 1"),
+        (Priority | float, "both decode the JSON value 1"),
+        (Perm | int, "both decode an integer"),
+        (Status | Currency | Flavour | Priority, "Flavour and Priority both decode the JSON"),
+        (Flavour | None, "both decode the JSON value null"),
+        (Address | Pair, "both decode an object"),
+        (Address | Product, "both decode an object"),
+        (dict[str, int] | Address, "both decode an object"),
+        (list[int] | tuple[str, ...], "both decode an array"),
+        (Any | str, "both decode a string"),
+        (Optional[str | datetime], "str | datetime | None"),  # noqa: UP045 - nested on purpose
+    ],
+    ids=str,
+)
+def test_ambiguous_unions_are_refused_at_construction(type_: Any, fragment: str) -> None:
+    with pytest.raises(TypeError, match="ambiguous union") as info:
+        JsonCodec(type_)
+    assert fragment in str(info.value)
+
+
+def test_an_ambiguous_union_in_a_field_names_the_field() -> None:
+    @dataclass
+    class Event:
+        at: str | datetime
+
+    with pytest.raises(TypeError, match=r"field Event\.at is str \| datetime"):
+        JsonCodec(Event)
+
+
+@pytest.mark.parametrize(
+    ("type_", "data", "fragment"),
+    [
+        (datetime, b'"2024-01-01T00:00:00Z"', "'2024-01-01T00:00:00Z' is not a datetime"),
+        (datetime, b'"2024-01-01"', "is not a datetime"),
+        (datetime, b'"20240101T000000"', "is not a datetime"),
+        (datetime, b'"2024-01-01 00:00:00"', "is not a datetime"),
+        (datetime, b'"2024-01-01T00:00:00.000000"', "is not a datetime"),
+        (datetime, b'"2024-13-01T00:00:00"', "is not a datetime"),
+        (datetime, b"1704067200", "expected a string holding a datetime, got the number"),
+        (date, b'"2024-01-01T00:00:00"', "is not a date"),
+        (date, b'"20240101"', "is not a date"),
+        (time, b'"24:00:00"', "is not a time"),
+        (time, b'"01:02"', "is not a time"),
+        (UUID, b'"12345678123456781234567812345678"', "is not a UUID"),
+        (UUID, b'"{12345678-1234-5678-1234-567812345678}"', "is not a UUID"),
+        (UUID, b'"12345678-1234-5678-1234-56781234567A"', "is not a UUID"),
+        (UUID, b'"x"', "is not a UUID"),
+        (Decimal, b"1.5", "expected a string holding a Decimal, got the number 1.5"),
+        (Decimal, b'"1e3"', "is not a Decimal"),
+        (Decimal, b'" 1"', "is not a Decimal"),
+        (Decimal, b'"1_000"', "is not a Decimal"),
+        (Decimal, b'"inf"', "is not a Decimal"),
+        (Decimal, b'"nan"', "is not a Decimal"),
+        (Decimal, b'"abc"', "is not a Decimal"),
+        (Status, b'"ACTIVE"', "'ACTIVE' is not a value of Status"),
+        (Status, b'"3"', "'3' is not a value of Status"),
+        (Priority, b"1.0", "the number 1.0 is not a value of Priority"),
+        (Priority, b"true", "a boolean is not a value of Priority"),
+        (Currency, b"null", "null is not a value of Currency"),
+    ],
+)
+def test_row_values_that_are_not_what_encode_writes_fail_to_decode(
+    type_: type[object], data: bytes, fragment: str
+) -> None:
+    with pytest.raises(CodecError) as info:
+        JsonCodec(type_).decode(data)
+    message = str(info.value)
+    assert f"JsonCodec[{type_.__name__}]" in message
+    assert "at $: " in message
+    assert fragment in message
+
+
+class NoOffset(tzinfo):
+    def utcoffset(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+    def dst(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+    def tzname(self, dt: datetime | None) -> str | None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("type_", "value", "fragment"),
+    [
+        (date, datetime(2024, 1, 1), "expected date, got datetime"),
+        (datetime, date(2024, 1, 1), "expected datetime, got date"),
+        (datetime, "2024-01-01T00:00:00", "expected datetime, got str"),
+        (datetime, datetime(2024, 1, 1, tzinfo=NoOffset()), "gives no UTC offset"),
+        (time, time(1, tzinfo=PARIS), "gives no UTC offset"),
+        (
+            datetime,
+            datetime(2024, 1, 1, tzinfo=timezone(timedelta(microseconds=1))),
+            "has a fraction of a second",
+        ),
+        (time, time(1, tzinfo=timezone(timedelta(seconds=-1.5))), "has a fraction of a second"),
+        (UUID, "12345678-1234-5678-1234-567812345678", "expected UUID, got str"),
+        (Decimal, 1, "expected Decimal, got int"),
+        (Decimal, 1.5, "expected Decimal, got float"),
+        (Status, "active", "expected Status, got str"),
+        (Priority, 1, "expected Priority, got int"),
+        (Currency, Status.ACTIVE, "expected Currency, got Status"),
+        (Patch, {"id": "x"}, "$.id: expected UUID, got str"),
+    ],
+)
+def test_row_values_of_the_wrong_type_fail_to_encode(
+    type_: type[object], value: object, fragment: str
+) -> None:
+    with pytest.raises(CodecError) as info:
+        JsonCodec(type_).encode(value)
+    assert fragment in str(info.value)
+    assert f"JsonCodec[{type_.__name__}]" in str(info.value)
+
+
+def test_a_row_field_that_does_not_fit_names_its_path() -> None:
+    codec = JsonCodec(Row)
+    data = json.loads(codec.encode(sample_row()))
+    data["product"]["price"] = "9.9.9"
+    with pytest.raises(CodecError, match=r"at \$\.product\.price: '9\.9\.9' is not a Decimal"):
+        codec.decode(json.dumps(data).encode())
+    with pytest.raises(CodecError, match=r"at \$\.tags\[0\]: expected str, got int"):
+        codec.encode(dataclasses.replace(sample_row(), tags=[1]))  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    ("type_", "fragment"),
+    [
+        (Tuple3, "member A has the value (1, 2, 3)"),
+        (NanEnum, "member A has the value nan"),
+        (list[Tuple3], "list[Tuple3][item] is the enum Tuple3"),
+    ],
+)
+def test_an_enum_whose_values_are_not_json_scalars_is_refused(type_: Any, fragment: str) -> None:
+    with pytest.raises(TypeError) as info:
+        JsonCodec(type_)
+    assert fragment in str(info.value)
+
+
+def test_the_root_type_may_be_a_union_or_a_list() -> None:
+    maybe = JsonCodec(User | None)
+    assert maybe.encode(None) == b"null"
+    assert maybe.decode(b"null") is None
+    assert maybe.decode(maybe.encode(sample_user())) == sample_user()
+    assert repr(maybe) == "JsonCodec(User | None)"
+    with pytest.raises(CodecError, match=r"JsonCodec\[User \| None\].*expected User \| None"):
+        maybe.decode(b"1")
+    many = JsonCodec(list[Address])
+    assert many.decode(many.encode([Address("a"), Address("b", 1)])) == [
+        Address("a"),
+        Address("b", 1),
+    ]
+
+
+def test_json_codec_of_none_holds_only_none() -> None:
+    codec = JsonCodec(None)
+    assert codec.decode(codec.encode(None)) is None
+    with pytest.raises(CodecError, match="expected None, got int"):
+        codec.encode(1)  # type: ignore[arg-type]
+    with pytest.raises(CodecError, match="expected null"):
+        codec.decode(b"[]")
+    assert repr(codec) == "JsonCodec(None)"
+
+
+def test_annotated_types_are_their_first_argument() -> None:
+    codec = JsonCodec(Anything)
+    value = Anything(None, label="x")
+    assert codec.decode(codec.encode(value)) == value
+    assert repr(JsonCodec(Annotated[int, "m"])) == "JsonCodec(int)"
+
+
+class Legacy(typing_extensions.TypedDict, total=False):
+    when: typing_extensions.Required[date]
+    note: str
+
+
+def test_a_typing_extensions_typed_dict_works_too() -> None:
+    codec = JsonCodec(Legacy)
+    value: Legacy = {"when": date(2024, 2, 29)}
+    assert codec.decode(codec.encode(value)) == value
+    with pytest.raises(CodecError, match="missing key 'when' of Legacy"):
+        codec.decode(b'{"note":"x"}')
+
+
+# Fixed offsets in whole seconds, strictly within a day: every offset ISO text carries back.
+fixed_offsets = st.builds(
+    timezone,
+    st.integers(-86399, 86399).map(lambda seconds: timedelta(seconds=seconds)),
+)
+
+
+@given(st.datetimes(timezones=st.none() | fixed_offsets | st.just(UTC)))
+def test_any_naive_or_fixed_offset_datetime_round_trips_exactly(value: datetime) -> None:
+    codec = JsonCodec(datetime)
+    decoded = codec.decode(codec.encode(value))
+    assert decoded == value
+    assert decoded.utcoffset() == value.utcoffset()
+    assert (decoded.tzinfo is None) == (value.tzinfo is None)
+    assert decoded.microsecond == value.microsecond
+
+
+@given(st.datetimes(timezones=st.timezones()))
+def test_any_zoneinfo_datetime_round_trips_to_the_same_instant_and_offset(value: datetime) -> None:
+    codec = JsonCodec(datetime)
+    decoded = codec.decode(codec.encode(value))
+    assert decoded.utcoffset() == value.utcoffset()
+    assert decoded.replace(tzinfo=None) == value.replace(tzinfo=None)
+    assert decoded.isoformat() == value.isoformat()
+
+
+@given(st.dates(), st.times(timezones=st.none() | fixed_offsets))
+def test_any_date_and_time_round_trip_exactly(day: date, moment: time) -> None:
+    assert JsonCodec(date).decode(JsonCodec(date).encode(day)) == day
+    decoded = JsonCodec(time).decode(JsonCodec(time).encode(moment))
+    assert decoded == moment
+    assert decoded.utcoffset() == moment.utcoffset()
+
+
+@given(st.decimals(allow_nan=True, allow_infinity=True) | st.decimals(places=4))
+def test_any_decimal_round_trips_exactly(value: Decimal) -> None:
+    codec = JsonCodec(Decimal)
+    decoded = codec.decode(codec.encode(value))
+    assert decoded.as_tuple() == value.as_tuple()
+    assert str(decoded) == str(value)
+
+
+@given(st.uuids())
+def test_any_uuid_round_trips(value: UUID) -> None:
+    codec = JsonCodec(UUID)
+    assert codec.decode(codec.encode(value)) == value
+
+
+TEXT_TYPES: list[tuple[type[object], st.SearchStrategy[object]]] = [
+    (datetime, st.datetimes(timezones=st.none() | fixed_offsets)),
+    (date, st.dates()),
+    (time, st.times(timezones=st.none() | fixed_offsets)),
+    (UUID, st.uuids()),
+    (Decimal, st.decimals(allow_nan=True, allow_infinity=True)),
+]
+
+
+@given(st.data())
+def test_the_text_types_canonical_strings_never_coincide(data: st.DataObject) -> None:
+    """Why a union of them is not ambiguous: no type's text is another's."""
+    index = data.draw(st.integers(0, len(TEXT_TYPES) - 1))
+    type_, values = TEXT_TYPES[index]
+    encoded = JsonCodec(type_).encode(data.draw(values))
+    for other, _ in TEXT_TYPES[:index] + TEXT_TYPES[index + 1 :]:
+        with pytest.raises(CodecError):
+            JsonCodec(other).decode(encoded)
+
+
+rows = st.builds(
+    Row,
+    id=st.uuids(),
+    email=st.text(max_size=10),
+    created=st.datetimes(timezones=st.none() | fixed_offsets),
+    birthday=st.none() | st.dates(),
+    wake=st.times(),
+    balance=st.decimals(allow_nan=False),
+    status=st.sampled_from(Status),
+    priority=st.sampled_from(Priority),
+    currency=st.sampled_from(Currency),
+    perms=st.sampled_from([Perm(0), Perm.READ, Perm.WRITE, Perm.READ | Perm.WRITE]),
+    product=st.fixed_dictionaries(
+        {"sku": st.text(max_size=5), "price": st.decimals(allow_nan=False)},
+        optional={"note": st.none() | st.text(max_size=5)},
+    ),
+    deleted=st.none() | st.datetimes(timezones=fixed_offsets),
+    tags=st.lists(st.text(max_size=5), max_size=3),
+)
+
+
+@given(rows)
+def test_any_row_round_trips(row: Row) -> None:
+    codec = JsonCodec(Row)
+    assert codec.decode(codec.encode(row)) == row
+
+
+@given(json_values)
+def test_arbitrary_json_decodes_to_a_row_or_a_codec_error(value: object) -> None:
+    codec = JsonCodec(Row)
+    try:
+        row = codec.decode(json.dumps(value).encode())
+    except CodecError:
+        return
+    assert codec.decode(codec.encode(row)) == row
 
 
 # --- BytesCodec and StrCodec ----------------------------------------------------------
