@@ -6,12 +6,14 @@ Read path: ``get`` -> on a miss ``snapshot_version`` -> load the source -> ``set
 
 from cascache.cache import CAS, new
 from cascache.codec import BytesCodec, Codec, JsonCodec, JsonValue, LimitedCodec, StrCodec
+from cascache.counters import Counters, CounterSnapshot
 from cascache.decorator import cached
 from cascache.errors import (
     CascacheError,
     ClosedError,
     CodecError,
     ConfigError,
+    EncodeError,
     InvalidateError,
     OpError,
     ReplicationError,
@@ -53,6 +55,9 @@ __all__ = [
     "Codec",
     "CodecError",
     "ConfigError",
+    "CounterSnapshot",
+    "Counters",
+    "EncodeError",
     "GenStore",
     "Hit",
     "Hooks",

@@ -11,6 +11,7 @@ writes are not atomic across keys; freshness comes from the per-member check on 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypeVar, cast
 
@@ -62,11 +63,19 @@ class Core(SingleCore[V]):
             self.reader if isinstance(self.reader, BatchReader) else None
         )
 
-    def get_many(self, keys: Iterable[str]) -> Step[tuple[dict[str, V], list[str]]]:
-        """The servable values of ``keys`` and, in request order, the keys that missed."""
+    def get_many(
+        self, keys: Iterable[str], report: str | None = "get_many"
+    ) -> Step[tuple[dict[str, V], list[str]]]:
+        """The servable values of ``keys`` and, in request order, the keys that missed.
+
+        ``report``: the operation whose hits and misses these are, for the ``hit`` and
+        ``miss`` hooks, fired once per key (``None``: not reported).
+        """
         wanted = unique_keys("get_many", keys)
         self.check_open("get_many", wanted)
         if self.disabled or not wanted:
+            if report is not None:
+                self.report_reads(report, wanted, {})
             return {}, wanted
         found: dict[str, V] = {}
         fences: dict[str, Version | None] | None = None
@@ -77,7 +86,27 @@ class Core(SingleCore[V]):
             # The fences read with the batch entry serve the single entries too: the keys'
             # fences are read once, and a missing batch entry costs one more round trip.
             found.update((yield from self.read_singles("get_many", rest, fences)))
+        if report is not None:
+            self.report_reads(report, wanted, found)
         return found, [key for key in wanted if key not in found]
+
+    def report_reads(self, op: str, wanted: Sequence[str], found: Mapping[str, V]) -> None:
+        """Fire ``hit`` for every key of ``wanted`` in ``found`` and ``miss`` for the
+        others, in request order (nothing when no hook handles either)."""
+        on_hit, on_miss = self.on_hit, self.on_miss
+        if on_hit is None and on_miss is None:
+            return
+        for key in wanted:
+            event = on_hit if key in found else on_miss
+            if event is not None:
+                call_hook(event, op, key)
+
+    def report_writes(self, keys: Iterable[str], outcome: WriteOutcome) -> None:
+        """Fire ``write`` for each of ``keys`` with ``outcome`` (``set_if_versions``)."""
+        on_write = self.on_write
+        if on_write is not None:
+            for key in keys:
+                call_hook(on_write, "set_if_versions", key, outcome)
 
     def snapshot_versions(self, keys: Iterable[str]) -> Step[dict[str, Version]]:
         """``snapshot_version`` for several keys in one version-store interaction."""
@@ -115,6 +144,7 @@ class Core(SingleCore[V]):
         if self.closed:
             self.check_open("set_if_versions", [item.key for item in batch])
         if self.disabled:
+            self.report_writes((item.key for item in batch), WriteOutcome.DISABLED)
             return BatchWriteResult(WriteOutcome.DISABLED)
         if not batch:
             return BatchWriteResult(WriteOutcome.STORED)
@@ -131,14 +161,18 @@ class Core(SingleCore[V]):
             fences = yield from self.current_many(cks)
         except Exception as exc:
             call_hook(self.hooks.version_snapshot_error, "set_if_versions", keys_text(keys), exc)
+            self.report_writes(keys, WriteOutcome.SNAPSHOT_ERROR)
             return BatchWriteResult(WriteOutcome.SNAPSHOT_ERROR)
         if any(fence != m.fence for fence, m in zip(fences, members, strict=True)):
+            self.report_writes(keys, WriteOutcome.VERSION_MISMATCH)
             return BatchWriteResult(WriteOutcome.VERSION_MISMATCH)
         name = self.keys.batch(m.key for m in members)
         batch_ttl = self.batch_ttl if self.batch_ttl is not None else self.default_ttl
         outcome = yield from self.store(
             "set_if_versions", keys, name, encode_batch(members), batch_ttl, batch=True
         )
+        # Every member shares the batch entry's outcome; seeding singles is not reported.
+        self.report_writes(keys, outcome)
         if outcome is not WriteOutcome.STORED:
             return BatchWriteResult(outcome)
         seeded = yield from self.seed_after_write(cks, members, ttl)
@@ -154,7 +188,8 @@ class Core(SingleCore[V]):
 
         ``loader`` gets the missing keys and returns the values it found; keys it leaves
         out are absent from the result. Cache failures fall back to ``loader`` and are
-        reported to ``hooks.cleanup_error``. With coalescing, a missing key whose load is
+        reported to a hook (``read_error``, ``version_snapshot_error``, ``codec_error`` or
+        ``store_error``, as in ``get_or_load``). With coalescing, a missing key whose load is
         in the air in this cache is followed instead of loaded, under the same proof rule
         as ``get_or_load``; the keys without proof are loaded in one more loader call.
         """
@@ -163,9 +198,10 @@ class Core(SingleCore[V]):
         if not callable(loader):
             raise bad_loader("get_many_or_load", wanted, loader)
         try:
-            found, missing = yield from self.get_many(wanted)
+            found, missing = yield from self.get_many(wanted, "get_many_or_load")
         except CascacheError as exc:
-            call_hook(self.hooks.cleanup_error, "get_many_or_load", keys_text(wanted), exc)
+            call_hook(self.hooks.read_error, "get_many_or_load", keys_text(wanted), exc)
+            self.report_reads("get_many_or_load", wanted, {})
             found, missing = {}, wanted
         if not missing:
             return found
@@ -215,7 +251,10 @@ class Core(SingleCore[V]):
         try:
             return (yield from self.snapshot_versions(keys))
         except CascacheError as exc:
-            call_hook(self.hooks.cleanup_error, "get_many_or_load", keys_text(keys), exc)
+            # A failed snapshot was reported by the step itself (version_snapshot_error),
+            # once; anything else (the cache closed meanwhile) is reported here.
+            if not isinstance(exc, OpError):
+                call_hook(self.hooks.store_error, "get_many_or_load", keys_text(keys), exc)
             return {}
 
     def load_and_store_many(
@@ -231,6 +270,8 @@ class Core(SingleCore[V]):
         for their followers. Returns the loaded values."""
         # The effect is the loader's call alone (an async driver awaits what it returns);
         # the copy into a dict happens here, once the values are in.
+        on_load = self.on_load
+        started = time.perf_counter() if on_load is not None else 0.0
         loaded = dict(
             not_awaitable(
                 "get_many_or_load",
@@ -242,6 +283,8 @@ class Core(SingleCore[V]):
                 ),
             )
         )
+        if on_load is not None:
+            call_hook(on_load, "get_many_or_load", tuple(keys), time.perf_counter() - started)
         for key, flight in led.items():
             if key in loaded:
                 flight.value, flight.loaded = loaded[key], True
@@ -260,7 +303,7 @@ class Core(SingleCore[V]):
                 for flight in led.values():
                     flight.stored = result.outcome is WriteOutcome.STORED
             except CascacheError as exc:
-                call_hook(self.hooks.cleanup_error, "get_many_or_load", keys_text(keys), exc)
+                self.store_failed("get_many_or_load", keys_text(keys), exc)
         return {key: loaded[key] for key in keys if key in loaded}
 
     # -- steps ------------------------------------------------------------------------
@@ -356,7 +399,7 @@ class Core(SingleCore[V]):
                     yield from self.store("get_many", ck.key, ck.value, frame, self.default_ttl)
             except CascacheError as exc:
                 # Seeding is an optimisation of a read that already succeeded.
-                call_hook(self.hooks.cleanup_error, "get_many", ck.key, exc)
+                call_hook(self.hooks.store_error, "get_many", ck.key, exc)
         return None
 
     def add(self, ck: CacheKey, frame: bytes) -> Step[bool]:
@@ -396,7 +439,7 @@ class Core(SingleCore[V]):
             except CascacheError as exc:
                 # The batch entry is stored; a seed is an optimisation, so its failure is
                 # reported (and not counted) rather than hiding the stored batch.
-                call_hook(self.hooks.cleanup_error, "set_if_versions", ck.key, exc)
+                call_hook(self.hooks.store_error, "set_if_versions", ck.key, exc)
                 continue
             seeded += outcome is WriteOutcome.STORED
         return seeded
@@ -411,6 +454,8 @@ class Core(SingleCore[V]):
             outcomes.append(
                 (yield from self.write_single("set_if_versions", ck, frame, member.fence, ttl))
             )
+            # Each key its own outcome, as it happens (a later member may still raise).
+            self.report_writes((ck.key,), outcomes[-1])
         seeded = sum(outcome is WriteOutcome.STORED for outcome in outcomes)
         failed = [outcome for outcome in outcomes if outcome is not WriteOutcome.STORED]
         return BatchWriteResult(failed[0] if failed else WriteOutcome.STORED, seeded)

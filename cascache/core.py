@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from enum import StrEnum
 from typing import Generic, TypeVar, cast
@@ -50,6 +51,7 @@ from cascache.errors import (
     ClosedError,
     CodecError,
     ConfigError,
+    EncodeError,
     InvalidateError,
     OpError,
     ReplyError,
@@ -59,7 +61,7 @@ from cascache.errors import (
 from cascache.fence import Version, new_fence
 from cascache.flight import Flight, Flights, current_task
 from cascache.genstore import GenStore, LocalGenStore
-from cascache.hooks import Hooks, call_hook
+from cascache.hooks import Hooks, call_hook, handler, hook_raised
 from cascache.keys import KEY_CACHE_SIZE, CacheKey, KeySpace, canonical_key
 from cascache.local import LocalStore
 from cascache.mutator import KeyInvalidator, KeyReader, KeyWriter
@@ -126,7 +128,12 @@ class SingleCore(Generic[V]):
                 # Its own versions, and its single-key paths (validate saw no mutators).
                 self.gens = self.reader = self.writer = self.invalidator = store
                 self.snapshot_key = store.snapshot_key
-        self.hooks: Hooks = options.hooks if options.hooks is not None else Hooks()
+        self.on_hit: Callable[[str, str], None] | None = None
+        self.on_miss: Callable[[str, str], None] | None = None
+        self.on_load: Callable[[str, Sequence[str], float], None] | None = None
+        self.on_write: Callable[[str, str, WriteOutcome], None] | None = None
+        self.on_invalidate: Callable[[str], None] | None = None
+        self.hooks = options.hooks if options.hooks is not None else Hooks()
         self.disabled = options.disabled
         self.default_ttl = ttl_seconds("Options.default_ttl", options.default_ttl)
         self.cost: Callable[[bytes], int] = options.compute_set_cost or len
@@ -136,6 +143,23 @@ class SingleCore(Generic[V]):
         self.awaiting = False
         """Whether an asyncio front end drives this core (a follower then awaits its
         flight instead of blocking the thread)."""
+
+    @property
+    def hooks(self) -> Hooks:
+        """Where this cache reports events (``Options.hooks``)."""
+        return self._hooks
+
+    @hooks.setter
+    def hooks(self, hooks: Hooks) -> None:
+        # The traffic events fire on every operation: resolve them here, once, to the
+        # method to call or ``None`` when the hook leaves them alone, so a cache hit with
+        # the default hooks pays a ``None`` check. Replacing the hooks resolves again.
+        self._hooks = hooks
+        self.on_hit = handler(hooks, "hit")
+        self.on_miss = handler(hooks, "miss")
+        self.on_load = handler(hooks, "load")
+        self.on_write = handler(hooks, "write")
+        self.on_invalidate = handler(hooks, "invalidate")
 
     def close(self) -> None:
         """Refuse every later operation, then close the value store and the version store.
@@ -192,14 +216,22 @@ class SingleCore(Generic[V]):
         hit, _ = yield from self.lookup(key)
         return hit
 
-    def lookup(self, key: str) -> Step[tuple[Hit[V] | None, Version | None]]:
+    def lookup(
+        self, key: str, report: str | None = "get"
+    ) -> Step[tuple[Hit[V] | None, Version | None]]:
         """``get``, and the current fence the read delivered (``None`` if it read none): a
         miss that read the fence has read what a snapshot taken at that moment would have
-        returned. The sync ``get`` drives this step directly (one generator less)."""
+        returned. The sync ``get`` drives this step directly (one generator less).
+
+        ``report``: the operation whose hit or miss this read is, for the ``hit``/``miss``
+        hooks (``None``: not reported, for a read that only checks a proof).
+        """
         key = canonical_key("get", key)
         if self.closed:
             raise ClosedError("get", key)
         if self.disabled:
+            if report is not None and self.on_miss is not None:
+                call_hook(self.on_miss, report, key)
             return None, None
         ck = self.keys.single(key)
         reader = self.reader
@@ -214,10 +246,21 @@ class SingleCore(Generic[V]):
         else:
             frame, current = yield from self.read_single("get", ck)
         if frame is None:
+            if report is not None and self.on_miss is not None:
+                call_hook(self.on_miss, report, key)
             return None, current
         hit, reason = self.judge("get", ck, frame, current)
         if reason is not None:
             yield from self.drop("get", ck.key, ck.value, reason)
+        if report is not None:
+            # ``call_hook`` inlined: this is every hit's path, and the extra call would
+            # double what counting a hit costs.
+            event = self.on_hit if hit is not None else self.on_miss
+            if event is not None:
+                try:
+                    event(report, key)
+                except Exception:
+                    hook_raised(event)
         return hit, current
 
     def snapshot_version(self, key: str) -> Step[Version]:
@@ -249,10 +292,14 @@ class SingleCore(Generic[V]):
         self.check_open("set_if_version", key)
         check_version("set_if_version", key, version)
         if self.disabled:
+            if self.on_write is not None:
+                call_hook(self.on_write, "set_if_version", key, WriteOutcome.DISABLED)
             return WriteResult(WriteOutcome.DISABLED)
         ck = self.keys.single(key)
         frame = encode_single(version, self.encode("set_if_version", key, value))
         outcome = yield from self.write_single("set_if_version", ck, frame, version, ttl)
+        if self.on_write is not None:
+            call_hook(self.on_write, "set_if_version", key, outcome)
         return WriteResult(outcome)
 
     def invalidate(self, key: str) -> Step[None]:
@@ -271,6 +318,8 @@ class SingleCore(Generic[V]):
                 call_hook(self.hooks.version_advance_error, key, exc)
                 call_hook(self.hooks.invalidate_outage, key, exc, None)
                 raise InvalidateError(key, exc) from exc
+            if self.on_invalidate is not None:
+                call_hook(self.on_invalidate, key)
             return None
         advance_error: Exception | None = None
         delete_error: Exception | None = None
@@ -292,6 +341,8 @@ class SingleCore(Generic[V]):
             raise InvalidateError(key, advance_error, delete_error) from advance_error
         if delete_error is not None:
             call_hook(self.hooks.cleanup_error, "invalidate", key, delete_error)
+        if self.on_invalidate is not None:
+            call_hook(self.on_invalidate, key)
         return None
 
     def get_or_load(self, key: str, loader: Callable[[], V], ttl: float | None) -> Step[V]:
@@ -308,7 +359,9 @@ class SingleCore(Generic[V]):
         (:meth:`follow`, ``cascache.flight``); without proof it loads for itself.
 
         Cache trouble never hides the source: if a cache step fails, the value still comes
-        from ``loader`` and the failure is reported to ``hooks.cleanup_error``.
+        from ``loader`` and the failure is reported to a hook: ``read_error`` (the read;
+        the key also counts as a miss), ``version_snapshot_error`` (the snapshot),
+        ``codec_error`` (the codec refused the loaded value) or ``store_error`` (the store).
         """
         key = canonical_key("get_or_load", key)
         self.check_open("get_or_load", key)
@@ -317,9 +370,11 @@ class SingleCore(Generic[V]):
         hit: Hit[V] | None = None
         version: Version | None = None
         try:
-            hit, version = yield from self.lookup(key)
+            hit, version = yield from self.lookup(key, "get_or_load")
         except CascacheError as exc:
-            call_hook(self.hooks.cleanup_error, "get_or_load", key, exc)
+            call_hook(self.hooks.read_error, "get_or_load", key, exc)
+            if self.on_miss is not None:
+                call_hook(self.on_miss, "get_or_load", key)
         if hit is not None:
             return hit.value
         if version is None:
@@ -349,7 +404,10 @@ class SingleCore(Generic[V]):
         try:
             return (yield from self.snapshot_version(key))
         except CascacheError as exc:
-            call_hook(self.hooks.cleanup_error, "get_or_load", key, exc)
+            # A failed snapshot was reported by the step itself (version_snapshot_error),
+            # once; anything else (the cache closed meanwhile) is reported here.
+            if not isinstance(exc, OpError):
+                call_hook(self.hooks.store_error, "get_or_load", key, exc)
             return None
 
     def load_and_store(
@@ -363,9 +421,15 @@ class SingleCore(Generic[V]):
         """Load the source, then store the value conditionally under ``version`` (when
         there is one); as the leader of ``flight``, record both for its followers."""
         run = loader if flight is None else (lambda: self.lead(flight, loader))
+        on_load = self.on_load
+        # Timed around the load effect as the step sees it: the loader's call (and, under
+        # asyncio, the await of what it returned); only when a hook wants the duration.
+        started = time.perf_counter() if on_load is not None else 0.0
         value = not_awaitable(
             "get_or_load", key, (yield from perform(Effect("source", "load", (key,), run)))
         )
+        if on_load is not None:
+            call_hook(on_load, "get_or_load", (key,), time.perf_counter() - started)
         if flight is not None:
             flight.value, flight.loaded = value, True
         if version is not None:
@@ -377,8 +441,15 @@ class SingleCore(Generic[V]):
                 if flight is not None:
                     flight.stored = result.outcome is WriteOutcome.STORED
             except CascacheError as exc:
-                call_hook(self.hooks.cleanup_error, "get_or_load", key, exc)
+                self.store_failed("get_or_load", key, exc)
         return value
+
+    def store_failed(self, op: str, key: str, error: CascacheError) -> None:
+        """Report why a fill's conditional store raised: the codec refused the value
+        (``codec_error``), or the store failed (``store_error``)."""
+        hooks = self.hooks
+        event = hooks.codec_error if isinstance(error, EncodeError) else hooks.store_error
+        call_hook(event, op, key, error)
 
     @staticmethod
     def lead(flight: Flight, loader: Callable[[], V]) -> V:
@@ -411,9 +482,10 @@ class SingleCore(Generic[V]):
         if flight.loaded and flight.stored and issued is not None and issued > joined:
             return True, cast(V, flight.value), None
         try:
-            hit, current = yield from self.lookup(key)
+            # A proof read, not the caller's hit or miss (its first read was that).
+            hit, current = yield from self.lookup(key, None)
         except CascacheError as exc:
-            call_hook(self.hooks.cleanup_error, op, key, exc)
+            call_hook(self.hooks.read_error, op, key, exc)
             return False, None, None
         if hit is not None:
             return True, hit.value, None
@@ -697,7 +769,7 @@ class SingleCore(Generic[V]):
         try:
             return self.codec.encode(value)
         except Exception as exc:
-            raise OpError(op, key, exc) from exc
+            raise EncodeError(op, key, exc) from exc
 
     def ttl(self, op: str, ttl: TTL | None, key: object = None) -> float | None:
         """Normalise a per-call TTL (seconds or ``timedelta``); ``None`` means the default.

@@ -68,6 +68,15 @@ class OpError(_KeyedError):
         self.__cause__ = cause
 
 
+class EncodeError(OpError):
+    """The codec refused a value the cache was asked to store: nothing was written.
+
+    An :class:`OpError` (code that catches those keeps working) whose ``cause`` is the
+    codec's error, so a fill can tell a value its codec cannot store from a store that
+    failed.
+    """
+
+
 class ClosedError(_KeyedError):
     """An operation was called on a cache after ``close()``.
 

@@ -1,26 +1,87 @@
-"""Hooks: how the cache reports what it handled quietly on the caller's behalf.
+"""Hooks: what the cache did on the caller's behalf, reported as it happens.
 
-Nothing reported here is an error the caller must act on: each event is a miss, a
-skipped write or a cleanup that the protocol already handled safely. Subclass
-:class:`Hooks` and override the events you care about; combine several with
-:func:`fan_out`; :class:`LoggingHooks` writes every event to a stdlib logger.
+Two kinds of event reach a hook. *Traffic* events say what an operation did with the
+cache: a hit, a miss, a load of the source, a conditional write and its outcome, an
+invalidate. *Anomaly* events say what went wrong and was handled safely: an entry
+dropped, a write declined, a store that failed while the operation carried on (a read
+that fell back to the source, a loaded value left unstored, a value the codec refused, a
+cleanup delete that failed). Errors an operation raises are the caller's to handle and
+are not reported here.
+
+Subclass :class:`Hooks` and override the events you care about; combine several with
+:func:`fan_out`; :class:`LoggingHooks` writes every event to a stdlib logger;
+:class:`cascache.Counters` counts them. The adapters ``cascache.prometheus`` and
+``cascache.otel`` export them as metrics.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import Final
+
+from cascache.errors import describe_keys
+from cascache.results import WriteOutcome
+
+TRAFFIC_EVENTS: Final = ("hit", "miss", "load", "write", "invalidate")
+"""The events a cache resolves once, when it is built (:func:`handler`): they fire on
+every operation, so a hook that leaves one alone must cost nothing there."""
 
 
 class Hooks:
     """No-op base class of every hook; override only the events you need.
 
-    Hooks run inline on the calling thread. An exception raised by a hook is swallowed
-    (and logged on the ``cascache`` logger) so observability can never break a read.
+    Hooks run inline on the calling thread, so keep them cheap: the traffic events fire
+    on every operation. An exception raised by a hook is swallowed (and logged on the
+    ``cascache`` logger) so observability can never break a read.
 
-    ``key`` is the logical key; for an event of a batch operation it is a bounded text
-    naming the first keys and how many more there are (``errors.describe_keys``).
+    ``op`` is the public operation that fired the event (``"get"``, ``"get_or_load"``,
+    ``"get_many"``, ``"get_many_or_load"``, ``"set_if_version"``, ``"set_if_versions"``,
+    ``"snapshot_version"``, ``"snapshot_versions"``, ``"invalidate"``). ``key`` is the
+    logical key; for an event about a batch as a whole it is a bounded text naming the
+    first keys and how many more there are (``errors.describe_keys``).
+
+    A cache decides once, when it is built (and whenever ``core.hooks`` is replaced),
+    which traffic events (``hit``, ``miss``, ``load``, ``write``, ``invalidate``) this
+    hook overrides; the others cost nothing on the hot path. Override them in the class,
+    not by assigning to an instance after the cache is built.
     """
+
+    # -- traffic ------------------------------------------------------------------------
+
+    def hit(self, op: str, key: str) -> None:
+        """``key`` was served from the cache by ``op`` (``get``, ``get_or_load``,
+        ``get_many``, ``get_many_or_load``): once per key served, so a ``get_many`` of
+        *n* keys fires *n* ``hit``/``miss`` events in all. A ``get_or_load`` that waited
+        for another caller's load of the same key and was handed its value reports only
+        its own first read (a miss) and no load."""
+
+    def miss(self, op: str, key: str) -> None:
+        """``op`` (as for :meth:`hit`) did not serve ``key`` from the cache: nothing
+        stored, an entry that did not validate (also reported by :meth:`self_healed`), a
+        disabled cache, or, in ``get_or_load``/``get_many_or_load``, a read that failed
+        (also reported by :meth:`read_error`). Once per key not served."""
+
+    def load(self, op: str, keys: Sequence[str], seconds: float) -> None:
+        """The loader of ``op`` (``get_or_load``: one key; ``get_many_or_load``: the keys
+        it was asked for, in one call) returned after ``seconds`` (``time.perf_counter``
+        around the call; under asyncio, until its awaitable completed). A loader that
+        raises fires nothing: its exception reaches the caller."""
+
+    def write(self, op: str, key: str, outcome: WriteOutcome) -> None:
+        """A conditional write of ``key`` finished with ``outcome``: ``op`` is
+        ``set_if_version`` (also the store of a ``get_or_load``) or ``set_if_versions``
+        (also the store of a ``get_many_or_load``). Once per key: every member of a batch
+        entry is reported with the batch's outcome (without batching, each key with its
+        own). Seeding single entries after a batch is not reported here. A write that
+        raises fires nothing (in a fill, :meth:`store_error` or :meth:`codec_error` say
+        why the value was not stored)."""
+
+    def invalidate(self, key: str) -> None:
+        """``invalidate(key)`` succeeded: the key's fence moved on (a failed one is
+        reported by :meth:`invalidate_outage`)."""
+
+    # -- anomalies ----------------------------------------------------------------------
 
     def self_healed(self, op: str, key: str, reason: str) -> None:
         """A single entry was dropped: corrupt bytes, a stale fence or a read guard said no."""
@@ -35,15 +96,36 @@ class Hooks:
         """Reading or creating a fence failed; the read missed or the write was skipped."""
 
     def version_advance_error(self, key: str, error: BaseException) -> None:
-        """Advancing a fence failed during ``invalidate``; the invalidate raises."""
+        """Advancing a fence failed during ``invalidate``; the invalidate raises (and
+        :meth:`invalidate_outage` follows)."""
 
     def invalidate_outage(
         self, key: str, advance_error: BaseException, delete_error: BaseException | None
     ) -> None:
         """``invalidate`` failed as a whole: older snapshots may still win until a retry."""
 
+    def read_error(self, op: str, key: str, error: BaseException) -> None:
+        """Reading the cache failed in ``op`` (``get_or_load``, ``get_many_or_load``): the
+        value store (or, with ``cascache.redis.new``, Redis) could not be read, or a read
+        guard raised. ``error`` is the ``OpError``. The keys count as misses and come from
+        the loader."""
+
+    def store_error(self, op: str, key: str, error: BaseException) -> None:
+        """A write the cache made on the caller's behalf failed and nothing was raised:
+        the store of a loaded value in ``get_or_load``/``get_many_or_load`` (the value is
+        returned unstored), or seeding a single entry from a batch (``get_many``,
+        ``set_if_versions``). ``error`` is the ``OpError`` (or ``ClosedError``). A failed
+        snapshot is reported once, by :meth:`version_snapshot_error`."""
+
+    def codec_error(self, op: str, key: str, error: BaseException) -> None:
+        """The codec refused to encode a value ``op`` loaded (``get_or_load``,
+        ``get_many_or_load``): the value is returned, not stored. ``error`` is the
+        ``OpError``; its ``cause`` is what the codec raised."""
+
     def cleanup_error(self, op: str, key: str, error: BaseException) -> None:
-        """Deleting an entry that is already unservable failed; harmless, logged for ops."""
+        """Deleting an entry that is already unservable failed (a dropped entry, a
+        rejected batch entry, or the delete of an ``invalidate`` whose advance succeeded);
+        harmless, logged for ops."""
 
     def local_versions_with_batch(self, namespace: str) -> None:
         """Batch operations run on an in-process version store: freshness is per process."""
@@ -57,6 +139,26 @@ class Hooks:
 class _FanOut(Hooks):
     def __init__(self, hooks: Sequence[Hooks]) -> None:
         self._hooks = tuple(hooks)
+
+    def hit(self, op: str, key: str) -> None:
+        for hook in self._hooks:
+            call_hook(hook.hit, op, key)
+
+    def miss(self, op: str, key: str) -> None:
+        for hook in self._hooks:
+            call_hook(hook.miss, op, key)
+
+    def load(self, op: str, keys: Sequence[str], seconds: float) -> None:
+        for hook in self._hooks:
+            call_hook(hook.load, op, keys, seconds)
+
+    def write(self, op: str, key: str, outcome: WriteOutcome) -> None:
+        for hook in self._hooks:
+            call_hook(hook.write, op, key, outcome)
+
+    def invalidate(self, key: str) -> None:
+        for hook in self._hooks:
+            call_hook(hook.invalidate, key)
 
     def self_healed(self, op: str, key: str, reason: str) -> None:
         for hook in self._hooks:
@@ -84,6 +186,18 @@ class _FanOut(Hooks):
         for hook in self._hooks:
             call_hook(hook.invalidate_outage, key, advance_error, delete_error)
 
+    def read_error(self, op: str, key: str, error: BaseException) -> None:
+        for hook in self._hooks:
+            call_hook(hook.read_error, op, key, error)
+
+    def store_error(self, op: str, key: str, error: BaseException) -> None:
+        for hook in self._hooks:
+            call_hook(hook.store_error, op, key, error)
+
+    def codec_error(self, op: str, key: str, error: BaseException) -> None:
+        for hook in self._hooks:
+            call_hook(hook.codec_error, op, key, error)
+
     def cleanup_error(self, op: str, key: str, error: BaseException) -> None:
         for hook in self._hooks:
             call_hook(hook.cleanup_error, op, key, error)
@@ -102,16 +216,66 @@ def fan_out(*hooks: Hooks) -> Hooks:
     return _FanOut(hooks)
 
 
+def handler(hooks: Hooks, event: str) -> Callable[..., None] | None:
+    """What to call for ``event`` on ``hooks``, or ``None`` when calling it would do
+    nothing: the event is :class:`Hooks`' own no-op. Through a :func:`fan_out`, ``None``
+    when no member handles it, and the one member's method when only one does.
+
+    A cache resolves its traffic events (:data:`TRAFFIC_EVENTS`) with this once, so a
+    hook that does not override ``hit`` adds only a ``None`` check to a cache hit.
+    """
+    if isinstance(hooks, _FanOut):
+        handling = [hook for hook in hooks._hooks if handler(hook, event) is not None]
+        if not handling:
+            return None
+        if len(handling) == 1:
+            return handler(handling[0], event)
+        method: Callable[..., None] = getattr(hooks, event)
+        return method
+    kind = type(hooks)
+    overridden = (
+        getattr(kind, event, None) is not getattr(Hooks, event)
+        # A hook that answers attribute lookups itself (or set the event on the
+        # instance) may handle anything: keep calling it.
+        or kind.__getattribute__ is not object.__getattribute__
+        or event in getattr(hooks, "__dict__", ())
+    )
+    if not overridden:
+        return None
+    bound: Callable[..., None] = getattr(hooks, event)
+    return bound
+
+
 class LoggingHooks(Hooks):
     """Writes every event to a stdlib logger (default: the ``cascache`` logger).
 
-    Outages (a failed invalidate) log at ERROR, version-store trouble and cleanup failures
-    at WARNING, everything else at ``level`` (default DEBUG).
+    Outages (a failed invalidate) log at ERROR; store trouble (a failed read, write,
+    snapshot or cleanup delete) and values the codec refused at WARNING; everything
+    else, including the traffic events (hit, miss, load, write, invalidate), at
+    ``level`` (default DEBUG). The traffic events fire on every operation: below
+    ``level``, each still costs the logger's level check.
     """
 
     def __init__(self, logger: logging.Logger | None = None, level: int = logging.DEBUG) -> None:
         self.logger = logger if logger is not None else logging.getLogger("cascache")
         self.level = level
+
+    def hit(self, op: str, key: str) -> None:
+        self.logger.log(self.level, "cascache %s(%r): hit", op, key)
+
+    def miss(self, op: str, key: str) -> None:
+        self.logger.log(self.level, "cascache %s(%r): miss", op, key)
+
+    def load(self, op: str, keys: Sequence[str], seconds: float) -> None:
+        self.logger.log(
+            self.level, "cascache %s(%r): loaded in %.6f s", op, describe(keys), seconds
+        )
+
+    def write(self, op: str, key: str, outcome: WriteOutcome) -> None:
+        self.logger.log(self.level, "cascache %s(%r): %s", op, key, outcome.value)
+
+    def invalidate(self, key: str) -> None:
+        self.logger.log(self.level, "cascache invalidate(%r): done", key)
 
     def self_healed(self, op: str, key: str, reason: str) -> None:
         self.logger.log(self.level, "cascache %s(%r): dropped entry: %s", op, key, reason)
@@ -139,6 +303,19 @@ class LoggingHooks(Hooks):
             delete_error,
         )
 
+    def read_error(self, op: str, key: str, error: BaseException) -> None:
+        self.logger.warning(
+            "cascache %s(%r): cache read failed, served from the loader: %r", op, key, error
+        )
+
+    def store_error(self, op: str, key: str, error: BaseException) -> None:
+        self.logger.warning("cascache %s(%r): cache write failed, not stored: %r", op, key, error)
+
+    def codec_error(self, op: str, key: str, error: BaseException) -> None:
+        self.logger.warning(
+            "cascache %s(%r): the codec refused the loaded value, not stored: %r", op, key, error
+        )
+
     def cleanup_error(self, op: str, key: str, error: BaseException) -> None:
         self.logger.warning("cascache %s(%r): cleanup delete failed: %r", op, key, error)
 
@@ -153,6 +330,11 @@ class LoggingHooks(Hooks):
         self.logger.warning("cascache namespace %r: Redis persistence risk: %s", namespace, detail)
 
 
+def describe(keys: Sequence[str]) -> str:
+    """The keys of a ``load`` event as one bounded text: the key itself for one key."""
+    return keys[0] if len(keys) == 1 else describe_keys(keys)
+
+
 _log = logging.getLogger("cascache")
 
 
@@ -161,4 +343,10 @@ def call_hook(event: Callable[..., None], *args: object) -> None:
     try:
         event(*args)
     except Exception:
-        _log.exception("cascache hook %r raised; ignored", event)
+        hook_raised(event)
+
+
+def hook_raised(event: Callable[..., None]) -> None:
+    """Log the exception a hook event just raised (call inside ``except``): what
+    :func:`call_hook` does, for the hot path that calls an event inline instead."""
+    _log.exception("cascache hook %r raised; ignored", event)

@@ -90,6 +90,15 @@ class Recorder(Hooks):
     def cleanup_error(self, op: str, key: str, error: BaseException) -> None:
         self.events.append(("cleanup_error", (op, key, error)))
 
+    def read_error(self, op: str, key: str, error: BaseException) -> None:
+        self.events.append(("read_error", (op, key, error)))
+
+    def store_error(self, op: str, key: str, error: BaseException) -> None:
+        self.events.append(("store_error", (op, key, error)))
+
+    def codec_error(self, op: str, key: str, error: BaseException) -> None:
+        self.events.append(("codec_error", (op, key, error)))
+
     def local_versions_with_batch(self, namespace: str) -> None:
         self.events.append(("local_versions_with_batch", (namespace,)))
 
@@ -528,10 +537,11 @@ def test_get_or_load_survives_cache_failure(topology: Topology) -> None:
 
     assert cache.get_or_load("k", loader) == "loaded"
     assert calls == [1]
-    failures = hooks.of("cleanup_error")
+    failures = hooks.of("read_error") + hooks.of("store_error")
     assert [(op, key) for op, key, _ in failures] == [("get_or_load", "k")] * 2
     assert all(isinstance(err, OpError) for _, _, err in failures)
     assert [err.op for _, _, err in failures] == ["get", "set_if_version"]
+    assert hooks.of("cleanup_error") == []
     # Version store down too: still the loaded value, nothing stored.
     versions = FaultyGenStore(topology.versions(), {"snapshot", "current"})
     broken = topology(provider=provider, gen_store=versions, hooks=hooks)
@@ -712,8 +722,10 @@ def test_get_many_or_load_survives_cache_failure(topology: Topology) -> None:
     provider = FaultyProvider(topology.provider(), {"get", "get_many", "set"})
     cache = topology(provider=provider, hooks=hooks)
     assert cache.get_many_or_load(["a", "b"], lambda ks: {k: k for k in ks}) == {"a": "a", "b": "b"}
-    assert {op for op, _, _ in hooks.of("cleanup_error")} == {"get_many_or_load"}
-    assert len(hooks.of("cleanup_error")) == 2  # the read and the write
+    # The read and the write, each by its own event.
+    assert [op for op, _, _ in hooks.of("read_error")] == ["get_many_or_load"]
+    assert [op for op, _, _ in hooks.of("store_error")] == ["get_many_or_load"]
+    assert hooks.of("cleanup_error") == []
 
 
 # -- batch seeding -------------------------------------------------------------------------------
@@ -1018,6 +1030,8 @@ def test_unencodable_value_is_an_op_error(topology: Topology) -> None:
     cache = topology()
     with pytest.raises(OpError) as info:
         cache.set_if_version("k", {1, 2}, cache.snapshot_version("k"))
+    # The OpError for a value the codec refused says so by its type.
+    assert isinstance(info.value, cascache.EncodeError)
     assert info.value.op == "set_if_version"
     assert info.value.key == "k"
     assert isinstance(info.value.cause, CodecError)
@@ -1027,6 +1041,7 @@ def test_unencodable_value_is_an_op_error(topology: Topology) -> None:
             [VersionedValue("a", 1, versions["a"]), VersionedValue("b", object(), versions["b"])]
         )
     assert batch_info.value.key == "b"
+    assert isinstance(batch_info.value, cascache.EncodeError)
     assert cache.get_many(["a", "b"]) == ({}, ["a", "b"])
 
 
@@ -1724,7 +1739,7 @@ def test_a_failing_seed_does_not_hide_the_stored_batch() -> None:
     events: list[str] = []
 
     class Record(cascache.Hooks):
-        def cleanup_error(self, op: str, key: str, error: BaseException) -> None:
+        def store_error(self, op: str, key: str, error: BaseException) -> None:
             events.append(f"{op}:{key}")
 
     cache = cascache.new(
@@ -1804,8 +1819,9 @@ def test_report_get_or_load_read_failure() -> None:
     cache, provider, _, hooks = _reporting()
     provider.failing = {"get"}
     assert cache.get_or_load("k", lambda: 1) == 1
-    [(op, key, error)] = hooks.of("cleanup_error")
+    [(op, key, error)] = hooks.of("read_error")
     assert (op, key) == ("get_or_load", "k") and _op_error(error, "get", "k")
+    assert hooks.of("cleanup_error") == []
 
 
 def test_report_get_many_or_load_read_failure() -> None:
@@ -1815,8 +1831,9 @@ def test_report_get_many_or_load_read_failure() -> None:
         "a": 1,
         "b": 1,
     }
-    [(op, key, error)] = hooks.of("cleanup_error")
+    [(op, key, error)] = hooks.of("read_error")
     assert (op, key) == ("get_many_or_load", AB) and _op_error(error, "get_many", AB)
+    assert hooks.of("cleanup_error") == []
 
 
 def test_report_get_many_or_load_snapshot_failure() -> None:
@@ -1828,8 +1845,8 @@ def test_report_get_many_or_load_snapshot_failure() -> None:
     }
     [(op, key, boom)] = hooks.of("version_snapshot_error")
     assert (op, key) == ("snapshot_versions", AB) and isinstance(boom, Boom)
-    [(op, key, error)] = hooks.of("cleanup_error")
-    assert (op, key) == ("get_many_or_load", AB) and _op_error(error, "snapshot_versions", AB)
+    # Reported once, by the snapshot; the fill loads and stores nothing.
+    assert hooks.of("store_error") == hooks.of("cleanup_error") == []
     assert cache.get_many(["a", "b"]) == ({}, ["a", "b"])  # nothing stored without versions
 
 
@@ -1890,7 +1907,7 @@ def test_report_read_seed_failure() -> None:
     fill_batch(cache, {"a": 1, "b": 2})
     provider.failing = {"set"}
     assert cache.get_many(["a", "b"]) == ({"a": 1, "b": 2}, [])
-    reports = hooks.of("cleanup_error")
+    reports = hooks.of("store_error")
     assert [(op, key) for op, key, _ in reports] == [("get_many", "a"), ("get_many", "b")]
     assert all(_op_error(error, "get_many", key) for _, key, error in reports)
 
@@ -1901,18 +1918,18 @@ def test_report_get_or_load_snapshot_failure() -> None:
     assert cache.get_or_load("k", lambda: 1) == 1
     [(op, key, boom)] = hooks.of("version_snapshot_error")
     assert (op, key) == ("snapshot_version", "k") and isinstance(boom, Boom)
-    [(op, key, error)] = hooks.of("cleanup_error")
-    assert (op, key) == ("get_or_load", "k") and _op_error(error, "snapshot_version", "k")
-    assert error.cause is boom
+    # Reported once, by the snapshot; the fill loads and stores nothing.
+    assert hooks.of("store_error") == hooks.of("cleanup_error") == []
 
 
 def test_report_get_or_load_store_failure() -> None:
     cache, provider, _, hooks = _reporting()
     provider.failing = {"set"}
     assert cache.get_or_load("k", lambda: 1) == 1
-    [(op, key, error)] = hooks.of("cleanup_error")
+    [(op, key, error)] = hooks.of("store_error")
     assert (op, key) == ("get_or_load", "k") and _op_error(error, "set_if_version", "k")
     assert isinstance(error.cause, Boom)
+    assert hooks.of("codec_error") == hooks.of("cleanup_error") == []
 
 
 def test_report_get_or_load_version_check_failure() -> None:
@@ -1921,7 +1938,7 @@ def test_report_get_or_load_version_check_failure() -> None:
     assert cache.get_or_load("k", lambda: 1) == 1
     [(op, key, boom)] = hooks.of("version_snapshot_error")
     assert (op, key) == ("set_if_version", "k") and isinstance(boom, Boom)
-    assert hooks.of("cleanup_error") == []
+    assert hooks.of("cleanup_error") == hooks.of("store_error") == []
 
 
 def test_report_get_version_read_failure() -> None:
@@ -1962,7 +1979,7 @@ def test_report_get_many_or_load_store_failure() -> None:
         "a": 1,
         "b": 1,
     }
-    [(op, key, error)] = hooks.of("cleanup_error")
+    [(op, key, error)] = hooks.of("store_error")
     assert (op, key) == ("get_many_or_load", AB) and _op_error(error, "set_if_versions", AB)
 
 
@@ -1979,7 +1996,7 @@ def test_report_write_seed_failure() -> None:
     provider.inner.set = set_batch_only  # type: ignore[method-assign]
     result = cache.set_if_versions([VersionedValue(k, 1, versions[k]) for k in "ab"])
     assert result.stored and result.seeded_singles == 0
-    reports = hooks.of("cleanup_error")
+    reports = hooks.of("store_error")
     assert [(op, key) for op, key, _ in reports] == [
         ("set_if_versions", "a"),
         ("set_if_versions", "b"),
@@ -2099,7 +2116,7 @@ def test_short_value_reply_fails_the_read() -> None:
         "a": 0,
         "b": 0,
     }
-    [(op, key, error)] = hooks.of("cleanup_error")
+    [(op, key, error)] = hooks.of("read_error")
     assert (op, key) == ("get_many_or_load", AB) and _op_error(error, "get_many", AB)
 
 
@@ -2530,7 +2547,7 @@ def test_batch_failures_name_the_batch_operation() -> None:
     assert isinstance(reports, Recorder)
     result = strict.set_if_versions([VersionedValue(k, 1, versions[k]) for k in "ab"])
     assert result.stored and result.seeded_singles == 1
-    [(op, key, error)] = reports.of("cleanup_error")
+    [(op, key, error)] = reports.of("store_error")
     assert (op, key) == ("set_if_versions", "a") and _op_error(error, "set_if_versions", "a")
 
 
