@@ -64,7 +64,9 @@ class Settings(Generic[V]):
         batch_read_guard: the same for a member served from a batch entry.
         batch_read_seed: see :class:`BatchReadSeed`.
         batch_write_seed: see :class:`BatchWriteSeed`.
-        hooks: receives events (self-heal, rejected writes, version-store trouble).
+        hooks: receives events: traffic (hit, miss, load, write, invalidate) and what the
+            cache handled quietly (self-heal, rejected writes, store trouble); see
+            :class:`~cascache.hooks.Hooks`.
         coalesce: concurrent ``get_or_load`` misses of one key in this cache share one
             load, and a caller that joined another's load returns it only with proof that
             it is fresh (``cascache.flight``; default ``True``).
