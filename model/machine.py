@@ -504,7 +504,10 @@ class CacheModel(RuleBasedStateMachine):
     def start_fill(self, node: int, key: int, ahead: int) -> None:
         """A reader that missed fills: snapshot, load the source, conditional store."""
         at = self._node(node)
-        name, spelt = self.key(at, key)
+        self.start_fill_of(at, *self.key(at, key), ahead)
+
+    def start_fill_of(self, at: int, name: str, spelt: str, ahead: int) -> None:
+        """Start a ``fill`` of ``name`` (spelt ``spelt``) on node ``at``."""
         core = self.topo.nodes[at].core
         load = self._loader(name)
         self._start("fill", at, [name], [spelt], lambda: fill(core, spelt, load), ahead=ahead)
@@ -569,11 +572,7 @@ class CacheModel(RuleBasedStateMachine):
         process; the rules may still interleave anything with them."""
         loaded = [(p, k) for p, k in self._leading() if p.phase == "write"]
         target, name = loaded[pick % len(loaded)]
-        index = self.db.write(name, self.now)
-        self.history.commit(self.now, name, index)
-        self.trace.append(f"{self.now:>3}  source commits {name}@{index}")
-        self.now += 1
-        self._invalidate(target.node, name, spell(name, pick // 3), ahead=2)
+        self.start_writer_of(target.node, name, spell(name, pick // 3), ahead=2)
         self._join(target.node, name, pick, ahead=3)
 
     @precondition(lambda self: self.on("writer"))
@@ -581,7 +580,11 @@ class CacheModel(RuleBasedStateMachine):
     def start_writer(self, node: int, key: int, ahead: int, aim: bool = False) -> None:
         """The seed's write path: commit to the source, then call ``invalidate`` (with
         ``aim``, of a key an in-flight operation is working on: see :meth:`aimed`)."""
-        at, name, spelt = self.aimed(node, key, aim)
+        self.start_writer_of(*self.aimed(node, key, aim), ahead)
+
+    def start_writer_of(self, at: int, name: str, spelt: str, ahead: int) -> None:
+        """Commit a write of ``name`` to the source, then start its ``invalidate`` on node
+        ``at``."""
         index = self.db.write(name, self.now)
         self.history.commit(self.now, name, index)
         self.trace.append(f"{self.now:>3}  source commits {name}@{index}")
@@ -629,7 +632,12 @@ class CacheModel(RuleBasedStateMachine):
     def start_batch_fill(self, node: int, keys: tuple[int, int], ahead: int) -> None:
         """A reader fills several keys: snapshot_versions, load, set_if_versions."""
         at = self._node(node)
-        names, spelt = self.key_set(at, keys)
+        self.start_batch_fill_of(at, *self.key_set(at, keys), ahead)
+
+    def start_batch_fill_of(
+        self, at: int, names: Sequence[str], spelt: Sequence[str], ahead: int
+    ) -> None:
+        """Start a ``batch_fill`` of ``names`` (spelt ``spelt``) on node ``at``."""
         core = self.topo.nodes[at].core
         load = self._batch_loader(spelt)
         self._start(
@@ -1088,7 +1096,13 @@ class CacheModel(RuleBasedStateMachine):
     def _inject(self, kind: str, store: int, key: int, batch: bool, pos: int) -> None:
         # Fold the drawn kind into the active families, so no draw is wasted.
         usable = [k for k in INJECTIONS if INJECTIONS[k] in self.active]
-        kind = usable[list(INJECTIONS).index(kind) % len(usable)]
+        self.inject_exactly(
+            usable[list(INJECTIONS).index(kind) % len(usable)], store, key, batch, pos
+        )
+
+    def inject_exactly(self, kind: str, store: int, key: int, batch: bool, pos: int) -> None:
+        """Inject fault ``kind`` (one of :data:`INJECTIONS`) as :meth:`inject` describes,
+        at the key and value store that ``key`` and ``store`` fold into."""
         spaces = self.topo.spaces[: 1 + ("alias" in self.kinds)]
         space = spaces[key // len(KEYS) % len(spaces)]
         which = space.prefix + KEYS[key % self.nkeys]
