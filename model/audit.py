@@ -28,6 +28,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .coverage import Coverage, summary
+from .explore import ALL_SCOPES
+from .explore import CONTROLS as EXPLORED_CONTROLS
+from .explore import TOPOLOGIES as EXPLORED
+from .explore import audit as exhaustive
 from .machine import FAULTS
 from .run import (
     CONTROLS,
@@ -205,7 +209,29 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "topology (replays a coverage row)",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON to PATH")
+    parser.add_argument(
+        "--exhaustive",
+        action="store_true",
+        help="check every interleaving of each declared small scope instead of sampling "
+        "(model.explore; topologies: " + ", ".join(EXPLORED) + "; with --variant, the "
+        "smallest scope that catches each variant and a shortest counterexample)",
+    )
+    parser.add_argument(
+        "--scope",
+        action="append",
+        choices=list(ALL_SCOPES),
+        help="with --exhaustive: only this scope (repeatable; default: all, smallest first)",
+    )
+    parser.add_argument(
+        "--max-states",
+        type=int,
+        default=None,
+        help="with --exhaustive: stop a scope after this many states (reported as stopped)",
+    )
     args = parser.parse_args(argv)
+    unexplored = set(args.topology or ()) - {*EXPLORED, *(t for t, _ in EXPLORED_CONTROLS)}
+    if args.exhaustive and unexplored:
+        parser.error(f"--exhaustive does not check {', '.join(sorted(unexplored))}")
     if args.nodes < 1:
         parser.error("--nodes must be at least 1")
     if args.budget <= 0:
@@ -489,6 +515,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``cascache-audit``."""
     started = time.perf_counter()
     args = parse(argv)
+    if args.exhaustive:
+        variants = (
+            sorted(VARIANTS) if args.variant == "all" else [args.variant] * bool(args.variant)
+        )
+        everywhere = [*EXPLORED, *(topology for topology, _ in EXPLORED_CONTROLS)]
+        topologies = args.topology or everywhere
+        return exhaustive(topologies, args.scope or [], variants, args.max_states)
     rows = audit(args, started)
     print()
     print(table(rows))

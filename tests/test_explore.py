@@ -1,0 +1,192 @@
+"""The exhaustive explorer (model/explore.py): both directions, on the CI scopes."""
+
+from __future__ import annotations
+
+import pytest
+
+from cascache.batch import Core
+from model.explore import (
+    ALL_SCOPES,
+    CI_SCOPES,
+    CONTROLS,
+    MITIGATIONS,
+    SCOPES,
+    Operation,
+    Scope,
+    explore,
+    fingerprint,
+    machine,
+    replay,
+    smallest,
+)
+from model.machine import ModelFailure
+from model.zoo import STALE, VARIANTS
+
+BY_NAME = {scope.name: scope for scope in SCOPES}
+
+REDIS_CI_SCOPES = ("read-write", "fill-write-read", "load-write-read", "fill-write-read+loss")
+"""On the fakeredis topologies (a fresh server per replayed path), the CI scopes whose
+exploration stays short; the audit's ``--exhaustive`` runs all of them."""
+
+CAUGHT_IN = {
+    "cache-aside": ("local", "fill-write-read"),
+    "delete-without-advance": ("local", "fill-write-read"),
+    "stamps-current-fence": ("local", "fill-write-read"),
+    "write-creates-fence": ("local-store", "fill-write-read+loss"),
+    "delete-then-advance-unchecked": ("local", "load-write-read+fault"),
+    "fire-and-forget": ("local", "fill-write-read"),
+    "integer-generations": ("local", "fill-write-read+loss"),
+    "missing-snapshot-accepted": ("local", "fill-write-read"),
+    "first-member-only": ("local", "batch-write-read"),
+    "seeds-fresh-snapshot": ("local", "batch-write-read"),
+    "join-any": ("local-store", "load-write-load"),
+    "no-compare": ("local", "fill-write-read"),
+}
+"""Every bug-zoo variant, the topology it is checked on here, and the smallest scope of
+:data:`model.explore.SCOPES` that catches it (``specs/bug-zoo.md`` has the table)."""
+
+
+@pytest.mark.parametrize("scope", CI_SCOPES)
+@pytest.mark.parametrize("topology", ["local", "local-store"])
+def test_the_correct_protocol_has_no_violation_in_any_ci_scope(topology: str, scope: str) -> None:
+    report = explore(BY_NAME[scope], topology)
+    assert report.failure is None, report.failure
+    assert report.ok and report.states > 1 and report.complete >= 1
+
+
+@pytest.mark.parametrize("scope", REDIS_CI_SCOPES)
+@pytest.mark.parametrize("topology", ["shared-versions", "redis"])
+def test_the_correct_protocol_has_no_violation_on_fakeredis(topology: str, scope: str) -> None:
+    report = explore(BY_NAME[scope], topology)
+    assert report.failure is None, report.failure
+    assert report.ok and report.complete >= 1
+
+
+@pytest.mark.parametrize(("topology", "scope"), CONTROLS)
+def test_each_control_is_caught(topology: str, scope: str) -> None:
+    report = explore(ALL_SCOPES[scope], topology)
+    assert report.failure is not None
+    assert report.failure.split(" violated", 1)[0] in STALE
+    assert f"violated on topology {topology}:" in report.failure
+
+
+@pytest.mark.parametrize(("topology", "scope"), MITIGATIONS)
+def test_each_mitigation_holds(topology: str, scope: str) -> None:
+    report = explore(ALL_SCOPES[scope], topology)
+    assert report.failure is None, report.failure
+    assert report.ok and report.faults_seen  # the promotion (or restart) was explored
+
+
+def test_failover_and_restart_need_a_copy_to_fall_back_to() -> None:
+    with pytest.raises(ValueError, match="has no replica or snapshot"):
+        explore(ALL_SCOPES["fill-write-read+failover"], "redis")
+
+
+def test_every_variant_has_an_expected_scope() -> None:
+    assert set(CAUGHT_IN) == set(VARIANTS)
+    for variant, (topology, _) in CAUGHT_IN.items():
+        assert topology in VARIANTS[variant].topologies
+
+
+@pytest.mark.parametrize("variant", sorted(CAUGHT_IN))
+def test_each_variant_is_caught_first_in_its_scope_with_a_trace(variant: str) -> None:
+    topology, scope = CAUGHT_IN[variant]
+    report = smallest(variant, topology, VARIANTS[variant].core)
+    assert report.failure is not None, f"{variant} not caught in any scope"
+    assert report.scope.name == scope
+    prop = report.failure.split(" violated", 1)[0]
+    assert prop in VARIANTS[variant].caught_by
+    # The model's trace format, ending where the violation was seen.
+    assert "trace (time, process, node, effect -> what the operation saw):" in report.failure
+    assert len(report.path) == report.depth > 0
+
+
+def test_a_shortest_counterexample_has_no_shorter_one() -> None:
+    # Every path of the scope shorter than the counterexample, enumerated without state
+    # hashing, holds; so the breadth-first search with hashing lost nothing shorter.
+    topology, scope = CAUGHT_IN["cache-aside"]
+    core = VARIANTS["cache-aside"].core
+    report = explore(BY_NAME[scope], topology, core)
+    assert report.failure is not None
+    cls = machine(BY_NAME[scope], topology, core)
+    paths, frontier = 0, [()]
+    for _ in range(len(report.path) - 1):
+        longer = []
+        for path in frontier:
+            model = replay(cls, path)
+            choices = model.choices()
+            model.teardown()
+            for choice in choices:
+                replay(cls, (*path, choice)).teardown()  # raises on a violation
+                longer.append((*path, choice))
+        paths += len(longer)
+        frontier = longer
+    assert paths > report.transitions  # hashing merged states the brute force did not
+    with pytest.raises(ModelFailure):
+        replay(cls, report.path)
+
+
+@pytest.mark.parametrize(
+    ("topology", "scope", "variant"),
+    [
+        ("local-store", "load-write-load", None),
+        ("local-store", "load-write-read+fault", None),
+        ("local-store", "batch-write-read", None),
+        ("local-store", "fill-write-read+loss", None),
+        ("local-store", "load-write-load", "join-any"),
+        ("local", "batch-write-read", "first-member-only"),
+    ],
+)
+def test_no_merge_hides_a_different_future(topology: str, scope: str, variant: str | None) -> None:
+    # verify=True takes both states of every merge one step further and requires the
+    # same transitions, fingerprints and violations (a fingerprint that left out the
+    # flights a waiting caller holds failed exactly this, on join-any).
+    core = VARIANTS[variant].core if variant else Core
+    report = explore(ALL_SCOPES[scope], topology, core, variant, verify=True)
+    assert (report.failure is not None) == (variant is not None), report.failure
+
+
+def test_fingerprints_rename_fences_and_storage_names() -> None:
+    scope = BY_NAME["load-write-read"]
+    cls = machine(scope, "local", Core)
+    path = (("start", 0), ("start", 1), ("step", 1, "ok"), ("step", 0, "ok"))
+    first, second = replay(cls, path), replay(cls, path)
+    try:
+        # Fresh fences and a fresh namespace each run: the same abstract state.
+        assert first.topo.nodes[0].core.keys.namespace != second.topo.nodes[0].core.keys.namespace
+        assert fingerprint(first) == fingerprint(second)
+    finally:
+        first.teardown()
+        second.teardown()
+
+
+def test_fingerprints_merge_independent_orders_and_tell_states_apart() -> None:
+    scope = BY_NAME["load-write-read"]
+    cls = machine(scope, "local", Core)
+
+    def at(*path: tuple[object, ...]) -> object:
+        model = replay(cls, path)
+        try:
+            return fingerprint(model)
+        finally:
+            model.teardown()
+
+    starts = (("start", 0), ("start", 2))
+    assert at(*starts) == at(*reversed(starts))
+    # A reader that has read the entry and one that has not are different states; so are
+    # a writer before and after its advance.
+    assert at(*starts, ("step", 2, "ok")) != at(*starts)
+    assert at(("start", 1)) != at(("start", 1), ("step", 1, "ok"))
+
+
+def test_scopes_refuse_what_they_cannot_run() -> None:
+    with pytest.raises(ValueError, match="unknown operation"):
+        Operation("put", ("a",))
+    with pytest.raises(ValueError, match="takes two or more distinct keys"):
+        Operation("get_many", ("a",))
+    with pytest.raises(ValueError, match="keys must be some of"):
+        Operation("get", ("z",))
+    with pytest.raises(ValueError, match="node >= 1"):
+        Scope("s", (Operation("get", ("a",), 1),))
+    with pytest.raises(ValueError, match="unknown faults"):
+        Scope("s", (Operation("get", ("a",)),), frozenset({"meteor"}), 1)
