@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from .coverage import Coverage, summary
 from .explore import ALL_SCOPES
 from .explore import CONTROLS as EXPLORED_CONTROLS
+from .explore import MITIGATIONS as EXPLORED_MITIGATIONS
 from .explore import TOPOLOGIES as EXPLORED
 from .explore import audit as exhaustive
 from .machine import FAULTS
@@ -48,6 +49,12 @@ from .run import (
 )
 from .topology import Connect
 from .zoo import VARIANTS
+
+EXPLORABLE = list(
+    dict.fromkeys([*EXPLORED, *(t for t, _ in (*EXPLORED_CONTROLS, *EXPLORED_MITIGATIONS))])
+)
+"""Every topology ``--exhaustive`` checks: the explorer's own, then those of its controls
+and mitigations (each with its one scope)."""
 
 if TYPE_CHECKING:
     import redis.cluster
@@ -229,7 +236,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="with --exhaustive: stop a scope after this many states (reported as stopped)",
     )
     args = parser.parse_args(argv)
-    unexplored = set(args.topology or ()) - {*EXPLORED, *(t for t, _ in EXPLORED_CONTROLS)}
+    unexplored = set(args.topology or ()) - set(EXPLORABLE)
     if args.exhaustive and unexplored:
         parser.error(f"--exhaustive does not check {', '.join(sorted(unexplored))}")
     if args.nodes < 1:
@@ -519,8 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         variants = (
             sorted(VARIANTS) if args.variant == "all" else [args.variant] * bool(args.variant)
         )
-        everywhere = [*EXPLORED, *(topology for topology, _ in EXPLORED_CONTROLS)]
-        topologies = args.topology or everywhere
+        topologies = args.topology or EXPLORABLE
         return exhaustive(topologies, args.scope or [], variants, args.max_states)
     rows = audit(args, started)
     print()

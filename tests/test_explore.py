@@ -133,6 +133,7 @@ def test_a_shortest_counterexample_has_no_shorter_one() -> None:
         ("local-store", "load-write-read+fault", None),
         ("local-store", "batch-write-read", None),
         ("local-store", "fill-write-read+loss", None),
+        ("local-store", "load-write-read+damage", None),
         ("local-store", "load-write-load", "join-any"),
         ("local", "batch-write-read", "first-member-only"),
     ],
