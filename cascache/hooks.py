@@ -136,6 +136,43 @@ class Hooks:
         (``cascache.redis.persistence``); ``detail`` says which and what to change."""
 
 
+class FailuresByKind(Hooks):
+    """A hook that counts every failure the cache absorbed by one method, :meth:`failed`,
+    with the failure's kind: the base of the metrics adapters, whose error counters are
+    one metric labelled by kind."""
+
+    def failed(self, op: str, kind: str) -> None:
+        """An absorbed failure of ``kind`` during ``op``: ``version`` (the version store),
+        ``invalidate`` (an invalidate that raised), ``read``, ``store``, ``codec`` or
+        ``cleanup`` (the events of the same names)."""
+
+    def version_snapshot_error(self, op: str, key: str, error: BaseException) -> None:
+        """Reported as ``failed(op, "version")``."""
+        self.failed(op, "version")
+
+    def invalidate_outage(
+        self, key: str, advance_error: BaseException, delete_error: BaseException | None
+    ) -> None:
+        """Reported as ``failed("invalidate", "invalidate")``."""
+        self.failed("invalidate", "invalidate")
+
+    def read_error(self, op: str, key: str, error: BaseException) -> None:
+        """Reported as ``failed(op, "read")``."""
+        self.failed(op, "read")
+
+    def store_error(self, op: str, key: str, error: BaseException) -> None:
+        """Reported as ``failed(op, "store")``."""
+        self.failed(op, "store")
+
+    def codec_error(self, op: str, key: str, error: BaseException) -> None:
+        """Reported as ``failed(op, "codec")``."""
+        self.failed(op, "codec")
+
+    def cleanup_error(self, op: str, key: str, error: BaseException) -> None:
+        """Reported as ``failed(op, "cleanup")``."""
+        self.failed(op, "cleanup")
+
+
 class _FanOut(Hooks):
     def __init__(self, hooks: Sequence[Hooks]) -> None:
         self._hooks = tuple(hooks)

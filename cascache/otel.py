@@ -38,7 +38,7 @@ except ImportError as exc:
         "cascache.otel needs the OpenTelemetry metrics API: pip install 'cascache[otel]'"
     ) from exc
 
-from cascache.hooks import Hooks
+from cascache.hooks import FailuresByKind
 from cascache.results import WriteOutcome
 
 Attributes = dict[str, str]
@@ -91,7 +91,7 @@ def _instruments(meter: Meter, prefix: str) -> _Instruments:
         return instruments
 
 
-class OtelHooks(Hooks):
+class OtelHooks(FailuresByKind):
     """Records a cache's events on OpenTelemetry instruments (see the module docstring).
 
     Args:
@@ -118,7 +118,8 @@ class OtelHooks(Hooks):
             attributes = self._by_op[op] = {"cache": self.cache_name, "op": op}
         return attributes
 
-    def _error(self, op: str, kind: str) -> None:
+    def failed(self, op: str, kind: str) -> None:
+        """Count an absorbed failure in the errors metric, labelled by ``kind``."""
         self._i.errors.add(1, {"cache": self.cache_name, "op": op, "kind": kind})
 
     def hit(self, op: str, key: str) -> None:
@@ -154,29 +155,3 @@ class OtelHooks(Hooks):
     def batch_rejected(self, keys: Sequence[str], reason: str) -> None:
         """``{prefix}.batch_rejected`` += 1."""
         self._i.batch_rejected.add(1, self._cache)
-
-    def version_snapshot_error(self, op: str, key: str, error: BaseException) -> None:
-        """``{prefix}.errors{kind="version"}`` += 1."""
-        self._error(op, "version")
-
-    def invalidate_outage(
-        self, key: str, advance_error: BaseException, delete_error: BaseException | None
-    ) -> None:
-        """``{prefix}.errors{op="invalidate", kind="invalidate"}`` += 1."""
-        self._error("invalidate", "invalidate")
-
-    def read_error(self, op: str, key: str, error: BaseException) -> None:
-        """``{prefix}.errors{kind="read"}`` += 1."""
-        self._error(op, "read")
-
-    def store_error(self, op: str, key: str, error: BaseException) -> None:
-        """``{prefix}.errors{kind="store"}`` += 1."""
-        self._error(op, "store")
-
-    def codec_error(self, op: str, key: str, error: BaseException) -> None:
-        """``{prefix}.errors{kind="codec"}`` += 1."""
-        self._error(op, "codec")
-
-    def cleanup_error(self, op: str, key: str, error: BaseException) -> None:
-        """``{prefix}.errors{kind="cleanup"}`` += 1."""
-        self._error(op, "cleanup")

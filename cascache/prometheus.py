@@ -37,7 +37,7 @@ except ImportError as exc:
         "cascache.prometheus needs prometheus_client: pip install 'cascache[prometheus]'"
     ) from exc
 
-from cascache.hooks import Hooks
+from cascache.hooks import FailuresByKind
 from cascache.results import WriteOutcome
 
 LOAD_BUCKETS: tuple[float, ...] = (
@@ -115,7 +115,7 @@ def _metrics(registry: CollectorRegistry, prefix: str, buckets: Sequence[float])
         return metrics
 
 
-class PrometheusHooks(Hooks):
+class PrometheusHooks(FailuresByKind):
     """Exports a cache's events as Prometheus metrics (see the module docstring).
 
     Args:
@@ -173,7 +173,8 @@ class PrometheusHooks(Hooks):
             self._writes[op, outcome] = child
         return child
 
-    def _error(self, op: str, kind: str) -> None:
+    def failed(self, op: str, kind: str) -> None:
+        """Count an absorbed failure in the errors metric, labelled by ``kind``."""
         self._m.errors.labels(self.cache_name, op, kind).inc()
 
     def hit(self, op: str, key: str) -> None:
@@ -204,29 +205,3 @@ class PrometheusHooks(Hooks):
     def batch_rejected(self, keys: Sequence[str], reason: str) -> None:
         """``{prefix}_batch_rejected_total`` += 1."""
         self._batch_rejected.inc()
-
-    def version_snapshot_error(self, op: str, key: str, error: BaseException) -> None:
-        """``{prefix}_errors_total{op, kind="version"}`` += 1."""
-        self._error(op, "version")
-
-    def invalidate_outage(
-        self, key: str, advance_error: BaseException, delete_error: BaseException | None
-    ) -> None:
-        """``{prefix}_errors_total{op="invalidate", kind="invalidate"}`` += 1."""
-        self._error("invalidate", "invalidate")
-
-    def read_error(self, op: str, key: str, error: BaseException) -> None:
-        """``{prefix}_errors_total{op, kind="read"}`` += 1."""
-        self._error(op, "read")
-
-    def store_error(self, op: str, key: str, error: BaseException) -> None:
-        """``{prefix}_errors_total{op, kind="store"}`` += 1."""
-        self._error(op, "store")
-
-    def codec_error(self, op: str, key: str, error: BaseException) -> None:
-        """``{prefix}_errors_total{op, kind="codec"}`` += 1."""
-        self._error(op, "codec")
-
-    def cleanup_error(self, op: str, key: str, error: BaseException) -> None:
-        """``{prefix}_errors_total{op, kind="cleanup"}`` += 1."""
-        self._error(op, "cleanup")

@@ -839,3 +839,29 @@ def test_a_follower_reports_its_miss_once_and_no_load() -> None:
     assert results == [1, 1]
     snap = counters.snapshot()
     assert (snap.hits, snap.misses, snap.loads, snap.stored) == (0, 2, 1, 1)
+
+
+def test_failures_by_kind_maps_every_absorbed_failure_to_one_call() -> None:
+    from cascache.hooks import FailuresByKind
+
+    seen: list[tuple[str, str]] = []
+
+    class Recorder(FailuresByKind):
+        def failed(self, op: str, kind: str) -> None:
+            seen.append((op, kind))
+
+    hook, error = Recorder(), ConnectionError("down")
+    hook.version_snapshot_error("get", "k", error)
+    hook.invalidate_outage("k", error, None)
+    hook.read_error("get_or_load", "k", error)
+    hook.store_error("get_or_load", "k", error)
+    hook.codec_error("get_or_load", "k", error)
+    hook.cleanup_error("get", "k", error)
+    assert seen == [
+        ("get", "version"),
+        ("invalidate", "invalidate"),
+        ("get_or_load", "read"),
+        ("get_or_load", "store"),
+        ("get_or_load", "codec"),
+        ("get", "cleanup"),
+    ]
