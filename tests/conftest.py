@@ -55,9 +55,9 @@ settings.load_profile(os.environ.get("CASCACHE_PROFILE", "dev"))
 
 AnyRedis = redis.Redis | redis.cluster.RedisCluster
 
-SLOW_FIRST = ("test_model_run.py", "test_install.py")
-"""Modules whose tests take a minute or more each (the model's hunts and coverage phases;
-building and installing the wheel)."""
+SLOW_FIRST = ("test_model_run.py", "test_install.py", "test_explore.py")
+"""Modules whose tests take long (the model's hunts and coverage phases, a minute or more
+each; building and installing the wheel; the explorer's scopes, seconds each)."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
