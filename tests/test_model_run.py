@@ -40,6 +40,17 @@ SETTLING_ZOO = frozenset(
 """The asyncio bug-zoo pairs CI runs too: #4 wires its own awaited script, and #3 is the
 generic path's own mistake, on the asyncio version store."""
 
+MITIGATIONS = frozenset({"redis-failover-wait", "redis-restart-waitaof"})
+"""Topologies that run redis' protocol with one more wait in ``invalidate``: CI hunts them
+(failovers and restarts are in their swarm) but leaves their coverage phases, which aim at
+redis' read paths and repeat ``redis``' own, to the audit (``cascache-audit --coverage``);
+the explorer proves the failover mitigation in CI (``tests/test_explore.py``)."""
+AUDIT_ZOO = frozenset({("seeds-fresh-snapshot", "redis"), ("seeds-fresh-snapshot", "local")})
+"""Bug-zoo pairs whose seeded hunt takes over a minute on a slow CI machine (92 s and
+45 s at 13 minutes for the whole suite): the sampled model catches the same variant in
+CI on ``local-store`` and ``shared-versions``, the explorer catches it at its smallest
+scope, and the audit (``cascache-audit --variant all``) hunts these pairs."""
+
 CATCH_ROUNDS = 25
 CATCH_EXAMPLES = 200
 SHRINK_SECONDS = 5.0
@@ -84,7 +95,9 @@ def test_protocol_keeps_every_property(target: Target, request: pytest.FixtureRe
     result = hunt(target, rounds=rounds, examples=PASSING_EXAMPLES, connect=connect)
     _show(result)
     gated = (
-        PROFILE == "ci" and target.backend in DIRECTED_ROUNDS and target.topology not in SETTLING
+        PROFILE == "ci"
+        and target.backend in DIRECTED_ROUNDS
+        and target.topology not in SETTLING | MITIGATIONS
     )
     if gated:
         # The coverage phases are correctness runs too: a violation there fails the test.
@@ -154,7 +167,8 @@ ZOO = [
     (name, topology)
     for name, variant in VARIANTS.items()
     for topology in variant.topologies
-    if topology not in SETTLING or (name, topology) in SETTLING_ZOO
+    if (topology not in SETTLING or (name, topology) in SETTLING_ZOO)
+    and (name, topology) not in AUDIT_ZOO
 ]
 
 
