@@ -176,6 +176,15 @@ def _as_bytes(codec: str, data: object) -> bytes:
     raise CodecError(f"{codec}: decode takes bytes, got {type(data).__name__}")
 
 
+def _check_class(codec: str, cls: type | None, value: object) -> None:
+    # msgspec and pydantic write a subclass instance as its base class, so it would come
+    # back as the base class: refuse it before encoding.
+    if cls is not None and type(value) is not cls:
+        raise CodecError(
+            f"{codec}: cannot encode {type(value).__name__} value: at $: expected {cls.__name__}"
+        )
+
+
 class BytesCodec:
     """The identity codec for ``bytes`` values: what you store is what is kept."""
 
@@ -660,18 +669,79 @@ class _UnionNode(_Node):
         _fail(f"expected {self._name}, got {_kind(data)}")
 
 
-class _DataclassNode(_Node):
+class _RecordNode(_Node):
+    """A type written as a JSON object with a fixed set of named fields, each required or
+    not: a dataclass, or a TypedDict (whose fields are keys).
+
+    Subclasses say how a value's fields are read (``encode``) and how a value is built
+    from the decoded ones (``_build``); the checks on an object's names are shared.
+    """
+
     kinds = frozenset({_OBJECT})
+    field_word = "field"
+    """What messages call a field."""
+    missing_first = False
+    """Whether ``decode`` looks for missing fields before decoding any (so that it
+    reports the same problem as ``encode`` would); otherwise it reports the first
+    problem in field order."""
 
     def __init__(self, cls: type) -> None:
         self._cls = cls
-        # Filled in after construction so a dataclass can refer to itself.
+        # Filled in after construction so the type can refer to itself.
         self._fields: list[tuple[str, _Node, bool]] = []
         self._names: frozenset[str] = frozenset()
 
     def set_fields(self, fields: list[tuple[str, _Node, bool]]) -> None:
         self._fields = fields
         self._names = frozenset(name for name, _, _ in fields)
+
+    @staticmethod
+    def _segment(name: str) -> str:
+        # A TypedDict key need not be an identifier.
+        return f".{name}" if name.isidentifier() else f"[{name!r}]"
+
+    @staticmethod
+    def _show(name: object) -> str:
+        return str(name)
+
+    def _check_unknown(self, present: dict[Any, object]) -> None:
+        unknown = present.keys() - self._names
+        if unknown:
+            shown = ", ".join(sorted(map(self._show, unknown)))
+            _fail(f"unexpected {self.field_word}(s) for {self._cls.__name__}: {shown}")
+
+    def _check_missing(self, present: dict[Any, object]) -> None:
+        for name, _, required in self._fields:
+            if required and name not in present:
+                self._missing(name)
+
+    def _missing(self, name: str) -> NoReturn:
+        _fail(f"missing {self.field_word} {name!r} of {self._cls.__name__}")
+
+    def decode(self, data: object) -> object:
+        if not isinstance(data, dict):
+            _fail(f"expected an object for {self._cls.__name__}, got {_kind(data)}")
+        self._check_unknown(data)
+        if self.missing_first:
+            self._check_missing(data)
+        values: dict[str, object] = {}
+        for name, node, required in self._fields:
+            if name in data:
+                try:
+                    values[name] = node.decode(data[name])
+                except _Mismatch as exc:
+                    exc.path.append(self._segment(name))
+                    raise
+            elif required:
+                self._missing(name)
+        return self._build(values)
+
+    def _build(self, values: dict[str, object]) -> object:
+        raise NotImplementedError
+
+
+class _DataclassNode(_RecordNode):
+    """A dataclass, written as an object of its ``init`` fields."""
 
     def encode(self, value: object, active: set[int]) -> object:
         # Exact type: a subclass instance would lose its own fields and come back as the
@@ -684,29 +754,14 @@ class _DataclassNode(_Node):
             try:
                 out[name] = node.encode(getattr(value, name), active)
             except _Mismatch as exc:
-                exc.path.append(f".{name}")
+                exc.path.append(self._segment(name))
                 raise
         active.discard(id(value))
         return out
 
-    def decode(self, data: object) -> object:
-        if not isinstance(data, dict):
-            _fail(f"expected an object for {self._cls.__name__}, got {_kind(data)}")
-        unknown = sorted(set(data) - self._names)
-        if unknown:
-            _fail(f"unexpected field(s) for {self._cls.__name__}: {', '.join(unknown)}")
-        kwargs: dict[str, object] = {}
-        for name, node, required in self._fields:
-            if name in data:
-                try:
-                    kwargs[name] = node.decode(data[name])
-                except _Mismatch as exc:
-                    exc.path.append(f".{name}")
-                    raise
-            elif required:
-                _fail(f"missing field {name!r} of {self._cls.__name__}")
+    def _build(self, values: dict[str, object]) -> object:
         try:
-            return self._cls(**kwargs)
+            return self._cls(**values)
         except Exception as exc:
             # A __post_init__ that validates is telling us the data does not fit the type.
             _fail(f"{self._cls.__name__}(...) raised {exc!r}")
@@ -847,40 +902,25 @@ class _EnumNode(_Node):
         _fail(f"{shown} is not a value of {self._cls.__name__}")
 
 
-class _TypedDictNode(_Node):
+class _TypedDictNode(_RecordNode):
     """A ``TypedDict``: a plain ``dict`` with declared keys, required or not."""
 
-    kinds = frozenset({_OBJECT})
-
-    def __init__(self, cls: type) -> None:
-        self._cls = cls
-        # Filled in after construction so a TypedDict can refer to itself.
-        self._keys: list[tuple[str, _Node, bool]] = []
-        self._names: frozenset[str] = frozenset()
-
-    def set_keys(self, keys: list[tuple[str, _Node, bool]]) -> None:
-        self._keys = keys
-        self._names = frozenset(name for name, _, _ in keys)
+    field_word = "key"
+    missing_first = True
 
     @staticmethod
-    def _segment(key: str) -> str:
-        return f".{key}" if key.isidentifier() else f"[{key!r}]"
-
-    def _check_keys(self, present: dict[Any, object]) -> None:
-        unknown = sorted(repr(key) for key in present if key not in self._names)
-        if unknown:
-            _fail(f"unexpected key(s) for {self._cls.__name__}: {', '.join(unknown)}")
-        for key, _, required in self._keys:
-            if required and key not in present:
-                _fail(f"missing key {key!r} of {self._cls.__name__}")
+    def _show(name: object) -> str:
+        # A dict being encoded may hold keys of any type, str or not.
+        return repr(name)
 
     def encode(self, value: object, active: set[int]) -> object:
         if not isinstance(value, dict):
             _fail(f"expected a dict for {self._cls.__name__}, got {type(value).__name__}")
-        self._check_keys(value)
+        self._check_unknown(value)
+        self._check_missing(value)
         _enter(value, active)
         out: dict[str, object] = {}
-        for key, node, _ in self._keys:
+        for key, node, _ in self._fields:
             if key in value:
                 try:
                     out[key] = node.encode(value[key], active)
@@ -890,19 +930,8 @@ class _TypedDictNode(_Node):
         active.discard(id(value))
         return out
 
-    def decode(self, data: object) -> object:
-        if not isinstance(data, dict):
-            _fail(f"expected an object for {self._cls.__name__}, got {_kind(data)}")
-        self._check_keys(data)
-        out: dict[str, object] = {}
-        for key, node, _ in self._keys:
-            if key in data:
-                try:
-                    out[key] = node.decode(data[key])
-                except _Mismatch as exc:
-                    exc.path.append(self._segment(key))
-                    raise
-        return out
+    def _build(self, values: dict[str, object]) -> object:
+        return values
 
 
 def _is_typeddict(tp: object) -> bool:
@@ -1055,7 +1084,7 @@ def _compile_typeddict(cls: type, memo: dict[object, _Node]) -> _Node:
             hint = get_args(hint)[0]
         where = f"key {cls.__name__}[{key!r}]"
         keys.append((key, _compile(hint, where, memo), required))
-    typeddict_node.set_keys(keys)
+    typeddict_node.set_fields(keys)
     return typeddict_node
 
 

@@ -37,7 +37,7 @@ except ImportError as exc:  # pragma: no cover - the tests hide the library to r
         "cascache.msgspec needs msgspec, which is not installed: pip install 'cascache[msgspec]'"
     ) from exc
 
-from cascache.codec import _as_bytes, _is_typeddict, _type_name
+from cascache.codec import _as_bytes, _check_class, _is_typeddict, _type_name
 from cascache.errors import CodecError
 
 if TYPE_CHECKING:
@@ -137,11 +137,7 @@ class MsgspecCodec(Generic[V]):
 
     def encode(self, value: V) -> bytes:
         """The JSON or MessagePack bytes of ``value``; failures are ``CodecError``."""
-        if self._cls is not None and type(value) is not self._cls:
-            raise CodecError(
-                f"{self._name}: cannot encode {type(value).__name__} value: "
-                f"at $: expected {self._cls.__name__}"
-            )
+        _check_class(self._name, self._cls, value)
         try:
             return self._encoder.encode(value)
         except (msgspec.EncodeError, TypeError, ValueError, OverflowError, RecursionError) as exc:

@@ -37,7 +37,7 @@ except ImportError as exc:  # pragma: no cover - the tests hide the library to r
         "pip install 'cascache[pydantic]'"
     ) from exc
 
-from cascache.codec import _as_bytes, _is_typeddict, _type_name
+from cascache.codec import _as_bytes, _check_class, _is_typeddict, _type_name
 from cascache.errors import CodecError
 
 if TYPE_CHECKING:
@@ -83,11 +83,7 @@ class PydanticCodec(Generic[V]):
 
     def encode(self, value: V) -> bytes:
         """pydantic's JSON for ``value``; a value that does not fit is a ``CodecError``."""
-        if self._cls is not None and type(value) is not self._cls:
-            raise CodecError(
-                f"{self._name}: cannot encode {type(value).__name__} value: "
-                f"at $: expected {self._cls.__name__}"
-            )
+        _check_class(self._name, self._cls, value)
         try:
             return self._adapter.dump_json(value, warnings="error")
         except (pydantic_core.PydanticSerializationError, ValueError, RecursionError) as exc:
