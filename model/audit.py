@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shlex
 import sys
 import time
@@ -235,7 +236,16 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="with --exhaustive: stop a scope after this many states (reported as stopped)",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="with --exhaustive: worker processes expanding each breadth-first level "
+        "(default: one per core; the counts and counterexamples do not depend on it)",
+    )
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     unexplored = set(args.topology or ()) - set(EXPLORABLE)
     if args.exhaustive and unexplored:
         parser.error(f"--exhaustive does not check {', '.join(sorted(unexplored))}")
@@ -527,7 +537,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sorted(VARIANTS) if args.variant == "all" else [args.variant] * bool(args.variant)
         )
         topologies = args.topology or EXPLORABLE
-        return exhaustive(topologies, args.scope or [], variants, args.max_states)
+        return exhaustive(topologies, args.scope or [], variants, args.max_states, args.jobs)
     rows = audit(args, started)
     print()
     print(table(rows))

@@ -63,9 +63,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import multiprocessing
+import sys
 import time
-from collections import deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from cascache.batch import Core
@@ -618,22 +620,92 @@ def replay(cls: type[_Explored], path: Sequence[Choice], checked: int = 0) -> _E
     return model
 
 
+@dataclass(frozen=True)
+class _Broken:
+    """A transition that broke a property: the model's report of it."""
+
+    failure: str
+
+    @property
+    def prop(self) -> str:
+        """The property it broke."""
+        return self.failure.split(" violated", 1)[0]
+
+
+Successor = tuple[Choice, "Hashable | _Broken"]
+
+
+def successors(
+    cls: type[_Explored], path: tuple[Choice, ...], stop: bool = True
+) -> list[Successor]:
+    """Each transition enabled after ``path``, in order, with the fingerprint it leads to
+    or the violation it raises (``stop``: none after the first violation, where the
+    search stops). Empty when every operation has finished."""
+    here = replay(cls, path, len(path))
+    choices = here.choices()
+    found: list[Successor] = []
+    try:
+        for number, choice in enumerate(choices):
+            # The last transition from here needs no replay: it is taken on the state.
+            last = number == len(choices) - 1
+            try:
+                if last:
+                    here.take(choice)
+                    after = here
+                else:
+                    after = replay(cls, (*path, choice), len(path))
+            except ModelFailure as failure:
+                found.append((choice, _Broken(str(failure))))
+                if stop:
+                    break
+                continue
+            found.append((choice, fingerprint(after)))
+            if not last:
+                after.teardown()
+    finally:
+        here.teardown()
+    return found
+
+
+_EXPLORED: list[type[_Explored]] = []
+"""In a worker process: the explored model class (inherited through ``fork``)."""
+
+
+def _set_explored(cls: type[_Explored]) -> None:
+    _EXPLORED[:] = [cls]
+
+
+def _successors_in_worker(path: tuple[Choice, ...]) -> list[Successor]:
+    return successors(_EXPLORED[0], path)
+
+
+Expand = Callable[[Sequence[tuple[Choice, ...]]], Iterator[list[Successor]]]
+
+
+@contextmanager
+def _expander(cls: type[_Explored], jobs: int) -> Iterator[Expand]:
+    """Successors of many states at once, in order: in this process, or across ``jobs``
+    forked workers (each replays its states in its own stores; fakeredis servers too)."""
+    if jobs <= 1:
+        yield lambda paths: (successors(cls, path) for path in paths)
+        return
+    # fork: the model class is built at run time and cannot be pickled; it is inherited.
+    with multiprocessing.get_context("fork").Pool(jobs, _set_explored, (cls,)) as pool:
+
+        def expand(paths: Sequence[tuple[Choice, ...]]) -> Iterator[list[Successor]]:
+            chunk = max(1, min(32, len(paths) // (jobs * 8)))
+            return pool.imap(_successors_in_worker, paths, chunk)
+
+        yield expand
+
+
 def _future(cls: type[_Explored], path: tuple[Choice, ...]) -> list[tuple[Choice, Hashable]]:
     """Each transition enabled after ``path``, with the fingerprint it leads to (or the
     property it breaks)."""
-    here = replay(cls, path, len(path))
-    choices = here.choices()
-    here.teardown()
-    found: list[tuple[Choice, Hashable]] = []
-    for choice in choices:
-        try:
-            after = replay(cls, (*path, choice), len(path))
-        except ModelFailure as failure:
-            found.append((choice, ("violation", str(failure).split(" violated", 1)[0])))
-            continue
-        found.append((choice, fingerprint(after)))
-        after.teardown()
-    return found
+    return [
+        (choice, ("violation", after.prop) if isinstance(after, _Broken) else after)
+        for choice, after in successors(cls, path, stop=False)
+    ]
 
 
 def _same_futures(
@@ -662,63 +734,53 @@ def explore(
     variant: str | None = None,
     max_states: int | None = None,
     verify: bool = False,
+    jobs: int = 1,
+    progress: Callable[[Report], None] | None = None,
 ) -> Report:
     """Visit every state of ``scope`` on ``topology`` breadth-first, checking the model's
     properties at each; stop at the first violation (a shortest counterexample).
 
-    ``verify``: check every merge of two paths into one state (module docstring)."""
+    ``verify``: check every merge of two paths into one state (module docstring).
+    ``jobs``: worker processes expanding each breadth-first level; the results are taken
+    in the same order as one process takes them, so the report is the same.
+    ``progress``: called with the report so far after each level."""
     cls = machine(scope, topology, core)
     report = Report(scope, topology, variant)
     began = time.perf_counter()
     first = replay(cls, ())
     seen: dict[Hashable, tuple[Choice, ...]] = {fingerprint(first): ()}
     first.teardown()
-    frontier: deque[tuple[Choice, ...]] = deque([()])
+    level: list[tuple[Choice, ...]] = [()]
     try:
-        while frontier:
-            path = frontier.popleft()
-            here = replay(cls, path, len(path))
-            choices = here.choices()
-            if not choices:
-                here.teardown()
-                report.complete += 1
-                continue
-            for number, choice in enumerate(choices):
-                report.transitions += 1
-                fault = _fault_of(choice)
-                if fault is not None:
-                    report.faults_seen[fault] = report.faults_seen.get(fault, 0) + 1
-                last = number == len(choices) - 1
-                try:
-                    if not last:
-                        after = replay(cls, (*path, choice), len(path))
-                    else:
-                        # The last transition from here needs no replay: take it on the
-                        # state itself.
-                        after = here
-                        try:
-                            here.take(choice)
-                        except BaseException:
-                            here.teardown()
-                            raise
-                except ModelFailure as failure:
-                    if not last:
-                        here.teardown()
-                    report.failure = str(failure)
-                    report.path = (*path, choice)
-                    report.depth = len(report.path)
-                    return report
-                state = fingerprint(after)
-                after.teardown()
-                if verify and state in seen:
-                    _same_futures(cls, seen[state], (*path, choice))
-                if state not in seen:
-                    seen[state] = (*path, choice)
-                    report.depth = max(report.depth, len(path) + 1)
-                    frontier.append((*path, choice))
-                    if max_states is not None and len(seen) >= max_states:
-                        report.truncated = True
-                        return report
+        with _expander(cls, jobs) as expand:
+            while level:
+                following: list[tuple[Choice, ...]] = []
+                for path, found in zip(level, expand(level), strict=True):
+                    if not found:
+                        report.complete += 1
+                    for choice, state in found:
+                        report.transitions += 1
+                        fault = _fault_of(choice)
+                        if fault is not None:
+                            report.faults_seen[fault] = report.faults_seen.get(fault, 0) + 1
+                        if isinstance(state, _Broken):
+                            report.failure = state.failure
+                            report.path = (*path, choice)
+                            report.depth = len(report.path)
+                            return report
+                        if verify and state in seen:
+                            _same_futures(cls, seen[state], (*path, choice))
+                        if state not in seen:
+                            seen[state] = (*path, choice)
+                            report.depth = max(report.depth, len(path) + 1)
+                            following.append((*path, choice))
+                            if max_states is not None and len(seen) >= max_states:
+                                report.truncated = True
+                                return report
+                level = following
+                if progress is not None:
+                    report.states, report.seconds = len(seen), time.perf_counter() - began
+                    progress(report)
         return report
     finally:
         report.states = len(seen)
@@ -762,6 +824,13 @@ SCOPES: tuple[Scope, ...] = (
     Scope("load-write-read+2", _ops("get_or_load(a)", "writer(a)", "get(a)"), _ALL, 2),
     Scope("batch-write-read+1", _ops("batch_fill(a,b)", "writer(b)", "get_many(a,b)"), _ALL, 1),
     Scope("load-write-load+1", _ops("get_or_load(a)", "writer(a)", "get_or_load(a)"), _ALL, 1),
+    # The headline: two fillers (one of each kind), a writer and a reader, two faults.
+    Scope(
+        "two-fillers-writer-reader+2",
+        _ops("fill(a)", "get_or_load(a)", "writer(a)", "get(a)"),
+        _ALL,
+        2,
+    ),
 )
 """The scopes the project claims, smallest first (:func:`smallest` tries them in order)."""
 CI_SCOPES = tuple(scope.name for scope in SCOPES[:9])
@@ -793,15 +862,6 @@ DURABLE_SCOPES: tuple[Scope, ...] = (
     ),
 )
 """Scopes with a promotion or a restart; they run only on :data:`DURABLE_TOPOLOGIES`."""
-LARGE_SCOPES: tuple[Scope, ...] = (
-    Scope(
-        "two-fillers-writer-reader+2",
-        _ops("fill(a)", "get_or_load(a)", "writer(a)", "get(a)"),
-        _ALL,
-        2,
-    ),
-)
-"""Scopes too large for the default run, checked when named (``--scope``)."""
 CONTROLS = (
     ("per-node-local-versions", "two-nodes"),
     ("redis-failover", "fill-write-read+failover"),
@@ -817,7 +877,7 @@ MITIGATIONS = (
 )
 """The same faults with their mitigation (every invalidate waits until the replica, or
 the disk, has it): these must hold."""
-ALL_SCOPES = {scope.name: scope for scope in (*SCOPES, *DURABLE_SCOPES, *LARGE_SCOPES)}
+ALL_SCOPES = {scope.name: scope for scope in (*SCOPES, *DURABLE_SCOPES)}
 """Every scope by name."""
 
 
@@ -853,18 +913,33 @@ def row(report: Report, expected_to_fail: bool = False) -> str:
     )
 
 
+def _show(report: Report) -> None:
+    """A level done, on standard error, once a scope has run ten seconds (the larger
+    scopes take minutes)."""
+    if report.seconds < 10:
+        return
+    print(
+        f"  {report.topology} {report.scope.name}: depth {report.depth}, "
+        f"{report.states:,} states, {report.transitions:,} transitions, "
+        f"{report.seconds:.0f}s",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def smallest(
     variant: str,
     topology: str,
     core: CoreFactory,
     max_states: int | None = None,
     scopes: Sequence[Scope] = SCOPES,
+    jobs: int = 1,
 ) -> Report:
     """The first of ``scopes`` (smallest first) in which ``variant`` is caught on
     ``topology`` (the last report, uncaught, if none catches it)."""
     report = None
     for scope in scopes:
-        report = explore(scope, topology, core, variant, max_states)
+        report = explore(scope, topology, core, variant, max_states, jobs=jobs)
         if report.failure is not None:
             break
     assert report is not None
@@ -876,6 +951,7 @@ def audit(
     scopes: Sequence[str],
     variants: Sequence[str],
     max_states: int | None = None,
+    jobs: int = 1,
 ) -> int:
     """``cascache-audit --exhaustive``: every scope on every topology (and the controls),
     or for each variant the smallest scope that catches it; prints a table and each
@@ -892,7 +968,7 @@ def audit(
         for name in variants:
             found = VARIANTS[name]
             for topology in [t for t in found.topologies if t in topologies]:
-                report = smallest(name, topology, found.core, max_states, chosen)
+                report = smallest(name, topology, found.core, max_states, chosen, jobs)
                 print(f"| #{found.number} {name} " + row(report, True), flush=True)
                 shown.append((command(topology, report.scope.name, name), report))
                 if report.failure is None:
@@ -912,7 +988,7 @@ def audit(
                 pairs.append((t, ALL_SCOPES[name]))
         for topology, scope in pairs:
             expected = (topology, scope.name) in CONTROLS
-            report = explore(scope, topology, Core, None, max_states)
+            report = explore(scope, topology, Core, None, max_states, jobs=jobs, progress=_show)
             print(row(report, expected), flush=True)
             shown.append((command(topology, scope.name), report))
             if (report.failure is not None) != expected or report.truncated:

@@ -204,3 +204,29 @@ def test_scopes_refuse_what_they_cannot_run() -> None:
         Scope("s", (Operation("get", ("a",), 1),))
     with pytest.raises(ValueError, match="unknown faults"):
         Scope("s", (Operation("get", ("a",)),), frozenset({"meteor"}), 1)
+
+
+@pytest.mark.parametrize(
+    ("topology", "scope", "variant"),
+    [
+        ("local-store", "load-write-read+fault", None),
+        ("redis", "fill-write-read", None),
+        ("local", "batch-write-read", "first-member-only"),
+    ],
+)
+def test_worker_processes_give_the_same_report(
+    topology: str, scope: str, variant: str | None
+) -> None:
+    # Each level's states are expanded by forked workers and taken back in order: the
+    # counts, the end states and a counterexample are those of one process.
+    core = VARIANTS[variant].core if variant else Core
+    alone = explore(ALL_SCOPES[scope], topology, core, variant)
+    shared = explore(ALL_SCOPES[scope], topology, core, variant, jobs=2)
+    # A counterexample's trace differs only in its fences, drawn afresh on every replay.
+    failures = [r.failure and r.failure.splitlines()[0] for r in (alone, shared)]
+    assert failures[0] == failures[1]
+    for report in (alone, shared):
+        report.seconds, report.failure = 0.0, None
+    assert shared == alone
+    assert (failures[0] is not None) == (variant is not None)
+    assert alone.transitions > alone.states > 1
