@@ -380,21 +380,22 @@ class SingleCore(Generic[V]):
         if version is None:
             version = yield from self.fence_for_load(key, version)
         flights = self.flights
-        if version is None or flights is None or self.disabled:
-            return (yield from self.load_and_store(key, loader, version, ttl, None))
-        flight, joined = flights.join(key, version, current_task() if self.awaiting else None)
-        if flight is None:
-            return (yield from self.load_and_store(key, loader, version, ttl, None))
-        if joined is None:
-            try:
-                return (yield from self.load_and_store(key, loader, version, ttl, flight))
-            finally:
-                flights.land(key, flight)
-        proven, value, version = yield from self.follow(key, flight, joined)
-        if proven:
-            return cast(V, value)
-        version = yield from self.fence_for_load(key, version)
-        return (yield from self.load_and_store(key, loader, version, ttl, None))
+        leading: Flight | None = None
+        if version is not None and flights is not None and not self.disabled:
+            flight, joined = flights.join(key, version, current_task() if self.awaiting else None)
+            if flight is not None and joined is None:
+                leading = flight
+            elif flight is not None and joined is not None:
+                proven, value, version = yield from self.follow(key, flight, joined)
+                if proven:
+                    return cast(V, value)
+                # No proof: load alone, under the fence the proof read delivered.
+                version = yield from self.fence_for_load(key, version)
+        try:
+            return (yield from self.load_and_store(key, loader, version, ttl, leading))
+        finally:
+            if leading is not None and flights is not None:
+                flights.land(key, leading)
 
     def fence_for_load(self, key: str, version: Version | None) -> Step[Version | None]:
         """``version`` if a read delivered one, else a snapshot (``None`` if that failed:
