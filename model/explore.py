@@ -25,7 +25,9 @@ same enabled transitions, and the same check results along each), because the
 fingerprint holds everything the future depends on, with fences renamed canonically:
 
 * **Stores.** Every fence each node sees, and every stored entry decoded to (stamp,
-  payload) or (key, stamp, payload) per batch member; whether a fault planted it. The
+  payload) or (key, stamp, payload) per batch member; whether a fault planted it, and
+  what faults planted in each slot even after the entry is gone (the model excuses a
+  later entry equal to it). The
   protocol only ever compares fences for equality and makes new ones at random, so a
   renaming (numbered in order of first appearance along a fixed traversal) changes
   nothing it can observe; encoding is deterministic, so equal decodings mean equal bytes
@@ -218,9 +220,10 @@ class _Explored(CacheModel):
         self.newest: Proc | None = None
         self.replaying = False
         """Replaying transitions already checked: the stored-entry audit is skipped."""
-        self.damaged: dict[tuple[int, str], tuple[int, bytes]] = {}
-        """(value store, storage name) -> where a fault damaged the frame there, and the
-        frame it damaged."""
+        self.damaged: dict[bytes, tuple[int, bytes]] = {}
+        """Every frame a fault damaged, by its bytes -> where the fault damaged it, and the
+        frame it was. Kept after the damaged frame is replaced (by another fault, say):
+        an operation may still hold what it read."""
         for node, cache in enumerate(self.topo.nodes):
             flights = cache.core.flights
             if flights is not None:
@@ -358,7 +361,9 @@ class _Explored(CacheModel):
                 # One position: every flipped byte fails the frame's checksum alike.
                 pos = len(data) // 2
                 self._damage(str(kind), store, name, pos)
-                self.damaged[(store, name)] = (pos, data)
+                damaged = self.topo.raw(store, name)
+                if damaged is not None and damaged != data:
+                    self.damaged.setdefault(damaged, (pos, data))
         elif kind == "lose_version":
             self.faults_used += 1
             self.inject_exactly("lose_version", 0, KEYS.index(str(choice[1])), False, 0)
@@ -390,9 +395,7 @@ class _Canon:
         # and the frame flipped (a foreign frame decodes, and is rendered as any frame).
         self.damaged: dict[bytes, tuple[int, bytes]] = {}
         if isinstance(model, _Explored):
-            self.damaged = {
-                model.planted[at]: how for at, how in model.damaged.items() if at in model.planted
-            }
+            self.damaged = model.damaged
 
     def name(self, name: str) -> Hashable:
         return self.names[name]
@@ -483,6 +486,18 @@ def fingerprint(model: _Explored) -> Hashable:
                     frame = ("flipped", how[0], canon.frame(how[1], batch))
                 held.append((canon.name(name), frame, planted))
         stores.append(tuple(held))
+    # What faults planted, per slot, even where the store no longer holds it: the model
+    # excuses an entry equal to what a fault planted there, so a later write of the same
+    # bytes is judged by this record.
+    plants = tuple(
+        sorted(
+            (
+                (store, canon.name(name), canon.value(data))
+                for (store, name), data in model.planted.items()
+            ),
+            key=repr,
+        )
+    )
     flights = []
     for node, cache in enumerate(model.topo.nodes):
         table = cache.core.flights
@@ -535,6 +550,7 @@ def fingerprint(model: _Explored) -> Hashable:
     return (
         fences,
         tuple(stores),
+        plants,
         _copies(model, canon),
         tuple(flights),
         tuple(model.db.latest[k] for k in keys),

@@ -193,6 +193,52 @@ def test_fingerprints_merge_independent_orders_and_tell_states_apart() -> None:
     assert at(("start", 1)) != at(("start", 1), ("step", 1, "ok"))
 
 
+def test_a_read_of_a_frame_damaged_twice_is_still_renamed() -> None:
+    # An operation read a flipped frame; a second flip then restored the stored frame.
+    # What the operation holds must still be named by how it was made (the position and
+    # the frame flipped, fences renamed), not by its raw bytes, which carry fences drawn
+    # afresh on every run: two orders of the same steps are one state. (Found by
+    # verify=True on the headline scope, where such states were never merged.)
+    scope = ALL_SCOPES["two-fillers-writer-reader+2"]
+    cls = machine(scope, "local-store", Core)
+    fill, load, write = ("start", 0), ("start", 1), ("start", 2)
+    flip, step = ("corrupt", 0, False, ("a",)), ("step", 0, "ok")
+    one = (fill, load, step, step, step, flip, ("step", 1, "ok"), write)
+    other = (fill, load, step, step, write, step, flip, ("step", 1, "ok"))
+
+    def at(path: tuple[tuple[object, ...], ...]) -> object:
+        model = replay(cls, path)
+        try:
+            return fingerprint(model)
+        finally:
+            model.teardown()
+
+    assert at(one) == at(other)
+    assert at((*one, flip)) == at((*other, flip))
+    assert at((*one, flip)) != at(one)
+
+
+def test_what_a_fault_planted_is_part_of_the_state_after_the_entry_is_gone() -> None:
+    # Two flips restore a stored frame, which the model then counts as planted by a
+    # fault; a read drops it. When get_or_load later writes the same bytes, the model
+    # excuses them as planted. So a state with that record and one without it (the same
+    # stores otherwise) have different futures: found by verify=True on the headline.
+    scope = ALL_SCOPES["two-fillers-writer-reader+2"]
+    cls = machine(scope, "local-store", Core)
+    fill, load, read = ("start", 0), ("start", 1), ("start", 3)
+    flip = ("corrupt", 0, False, ("a",))
+    fills, loads, reads = ("step", 0, "ok"), ("step", 1, "ok"), ("step", 3, "ok")
+    planted = (fill, load, read, fills, fills, loads, fills, loads, flip, reads, flip, reads)
+    never = (fill, load, read, ("step", 0, "applied"), loads, loads, ("step", 3, "fail"))
+    models = [replay(cls, planted), replay(cls, never)]
+    try:
+        assert models[0].planted and not models[1].planted
+        assert fingerprint(models[0]) != fingerprint(models[1])
+    finally:
+        for model in models:
+            model.teardown()
+
+
 def test_scopes_refuse_what_they_cannot_run() -> None:
     with pytest.raises(ValueError, match="unknown operation"):
         Operation("put", ("a",))
