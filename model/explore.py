@@ -393,9 +393,9 @@ class _Canon:
         # A flipped byte leaves fences and a checksum that no renaming reaches: such bytes
         # are rendered by how they were made, a deterministic function of the position
         # and the frame flipped (a foreign frame decodes, and is rendered as any frame).
-        self.damaged: dict[bytes, tuple[int, bytes]] = {}
-        if isinstance(model, _Explored):
-            self.damaged = model.damaged
+        self.damaged: dict[bytes, tuple[int, bytes]] = (
+            model.damaged if isinstance(model, _Explored) else {}
+        )
 
     def name(self, name: str) -> Hashable:
         return self.names[name]
@@ -645,7 +645,13 @@ class _Broken:
     @property
     def prop(self) -> str:
         """The property it broke."""
-        return self.failure.split(" violated", 1)[0]
+        return broken_property(self.failure)
+
+
+def broken_property(failure: str) -> str:
+    """The property a model failure report names (its headline reads ``<property>
+    violated ...``)."""
+    return failure.split(" violated", 1)[0]
 
 
 Successor = tuple[Choice, "Hashable | _Broken"]
@@ -914,7 +920,7 @@ def row(report: Report, expected_to_fail: bool = False) -> str:
     scope = report.scope
     faults = f"{scope.max_faults} of {','.join(sorted(scope.faults))}" if scope.faults else "-"
     if report.failure is not None:
-        prop = report.failure.split(" violated", 1)[0]
+        prop = broken_property(report.failure)
         verdict = f"{prop} in {len(report.path)} steps" + (
             " (expected)" if expected_to_fail else " UNEXPECTED"
         )
