@@ -5,6 +5,8 @@ CI checks each variant at that scope, and the reduction on the scopes where it m
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from cascache.batch import Core
@@ -175,16 +177,21 @@ def test_fingerprints_rename_fences_and_storage_names() -> None:
         second.teardown()
 
 
+def fingerprint_after(cls: type[Any], *path: tuple[object, ...]) -> object:
+    """The fingerprint of the state ``path`` leads to, in a model torn down afterwards."""
+    model = replay(cls, path)
+    try:
+        return fingerprint(model)
+    finally:
+        model.teardown()
+
+
 def test_fingerprints_merge_independent_orders_and_tell_states_apart() -> None:
     scope = BY_NAME["load-write-read"]
     cls = machine(scope, "local", Core)
 
     def at(*path: tuple[object, ...]) -> object:
-        model = replay(cls, path)
-        try:
-            return fingerprint(model)
-        finally:
-            model.teardown()
+        return fingerprint_after(cls, *path)
 
     starts = (("start", 0), ("start", 2))
     assert at(*starts) == at(*reversed(starts))
@@ -208,11 +215,7 @@ def test_a_read_of_a_frame_damaged_twice_is_still_renamed() -> None:
     other = (fill, load, step, step, write, step, flip, ("step", 1, "ok"))
 
     def at(path: tuple[tuple[object, ...], ...]) -> object:
-        model = replay(cls, path)
-        try:
-            return fingerprint(model)
-        finally:
-            model.teardown()
+        return fingerprint_after(cls, *path)
 
     assert at(one) == at(other)
     assert at((*one, flip)) == at((*other, flip))
