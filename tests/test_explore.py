@@ -5,6 +5,7 @@ CI checks each variant at that scope, and the reduction on the scopes where it m
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import pytest
@@ -190,8 +191,7 @@ def test_fingerprints_merge_independent_orders_and_tell_states_apart() -> None:
     scope = BY_NAME["load-write-read"]
     cls = machine(scope, "local", Core)
 
-    def at(*path: tuple[object, ...]) -> object:
-        return fingerprint_after(cls, *path)
+    at = partial(fingerprint_after, cls)
 
     starts = (("start", 0), ("start", 2))
     assert at(*starts) == at(*reversed(starts))
@@ -214,12 +214,11 @@ def test_a_read_of_a_frame_damaged_twice_is_still_renamed() -> None:
     one = (fill, load, step, step, step, flip, ("step", 1, "ok"), write)
     other = (fill, load, step, step, write, step, flip, ("step", 1, "ok"))
 
-    def at(path: tuple[tuple[object, ...], ...]) -> object:
-        return fingerprint_after(cls, *path)
+    at = partial(fingerprint_after, cls)
 
-    assert at(one) == at(other)
-    assert at((*one, flip)) == at((*other, flip))
-    assert at((*one, flip)) != at(one)
+    assert at(*one) == at(*other)
+    assert at(*one, flip) == at(*other, flip)
+    assert at(*one, flip) != at(*one)
 
 
 def test_what_a_fault_planted_is_part_of_the_state_after_the_entry_is_gone() -> None:
