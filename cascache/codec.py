@@ -1114,7 +1114,7 @@ _SCAN = json.scanner.make_scanner(_DECODER)  # type: ignore[arg-type]
 """The scanner ``_DECODER`` itself parses with (the C one where CPython has it)."""
 
 
-def _parse_json(text: str) -> object:
+def _parse_json(text: str) -> Any:
     """``_DECODER.decode(text)``, with the common case (a document that starts at the first
     character and ends at the last, as every payload this codec writes does) parsed by the
     scanner directly: ``decode`` matches whitespace with a regular expression at both ends,
@@ -1204,7 +1204,9 @@ class JsonCodec(Generic[J]):
         except (ValueError, RecursionError) as exc:
             raise CodecError(f"{self._name}: data is not valid JSON: {exc}") from exc
         if self._node is None:
-            return cast(J, plain)
+            # Typed by annotation, not ``cast`` (a call at run time, on every hit's path).
+            value: J = plain
+            return value
         try:
             return cast(J, self._node.decode(plain))
         except _Mismatch as exc:

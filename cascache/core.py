@@ -42,7 +42,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from enum import StrEnum
-from typing import Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 from cascache.codec import Codec
 from cascache.effects import Effect, Step, perform
@@ -238,11 +238,14 @@ class SingleCore(Generic[V]):
         if reader is not None:
             # The one-interaction read (``both``), yielded here rather than through a
             # sub-step: this is every hit's path, and a generator frame costs a tenth of it.
+            frame: bytes | None
+            current: Version | None
             try:
-                reply = yield Effect("redis", "read", ck.names, lambda: reader.read(ck))
+                # Typed by annotation, not ``cast``: a cast is a call at run time.
+                reply: Any = yield Effect("redis", "read", ck.names, lambda: reader.read(ck))
             except Exception as exc:
                 raise OpError("get", key, exc) from exc
-            frame, current = cast("tuple[bytes | None, Version | None]", reply)
+            frame, current = reply
         else:
             frame, current = yield from self.read_single("get", ck)
         if frame is None:
@@ -502,28 +505,24 @@ class SingleCore(Generic[V]):
         in one interaction instead when the cache has a key reader."""
         # Every generic read comes through here, so it yields its effects itself:
         # ``perform`` would add a generator per effect.
+        # Typed by annotation, not ``cast`` (a call at run time), as in ``lookup``.
+        got: Any
         try:
-            frame = cast(
-                "bytes | None",
-                (yield self.values("get", (ck.value,), lambda: self.provider.get(ck.value))),
-            )
+            got = yield self.values("get", (ck.value,), lambda: self.provider.get(ck.value))
         except Exception as exc:
             raise OpError(op, ck.key, exc) from exc
+        frame: bytes | None = got
         if frame is None:
             return None, None
         try:
-            current = cast(
-                "Version | None",
-                (
-                    yield self.versions(
-                        "current", (ck.version,), lambda: self.gens.current(ck.version)
-                    )
-                ),
+            got = yield self.versions(
+                "current", (ck.version,), lambda: self.gens.current(ck.version)
             )
         except Exception as exc:
             # Fail closed: without the current fence nothing can be served.
             call_hook(self.hooks.version_snapshot_error, op, ck.key, exc)
             return None, None
+        current: Version | None = got
         return frame, current
 
     def read_singles(

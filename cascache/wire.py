@@ -42,8 +42,6 @@ _U32 = struct.Struct(">I")
 _SINGLE = struct.Struct(">6s16sI")
 """Everything before a single frame's payload: header, fence, payload length."""
 _SINGLE_HEAD = _HEADER.pack(MAGIC, FORMAT, KIND_SINGLE)
-_FENCE_START = _HEADER.size
-_FENCE_END = _FENCE_START + FENCE_SIZE
 _BATCH_HEAD = _HEADER.pack(MAGIC, FORMAT, KIND_BATCH)
 _MEMBER_MIN = 4 + FENCE_SIZE + 4
 """The fewest bytes a batch member takes: key length, fence, payload length."""
@@ -152,16 +150,20 @@ def decode_single(data: bytes) -> tuple[Version, bytes]:
 def split_single(data: bytes) -> tuple[bytes, bytes]:
     """:func:`decode_single`, with the fence as the 16 bytes the frame holds (what a read
     compares with :meth:`Version.matches`)."""
-    # Every read of a hit comes through here: check a well-formed frame with one length
-    # read and one checksum, and leave naming what is wrong with a malformed one to the
-    # reader. (Slicing before the checksum is cheaper than a memoryview for these sizes.)
-    if type(data) is bytes and data.startswith(_SINGLE_HEAD) and len(data) >= _SINGLE.size + 4:
+    # Every read of a hit comes through here: check a well-formed frame with one unpack
+    # of everything before the payload and one checksum, and leave naming what is wrong
+    # with a malformed one to the reader. (Slicing before the checksum is cheaper than a
+    # memoryview for these sizes.)
+    if type(data) is bytes:
         end = len(data) - 4
-        if (
-            _U32.unpack_from(data, _FENCE_END)[0] == end - _SINGLE.size
-            and zlib.crc32(data[:end]) == _U32.unpack_from(data, end)[0]
-        ):
-            return data[_FENCE_START:_FENCE_END], data[_SINGLE.size : end]
+        if end >= _SINGLE.size:
+            head, fence, length = _SINGLE.unpack_from(data)
+            if (
+                head == _SINGLE_HEAD
+                and length == end - _SINGLE.size
+                and zlib.crc32(data[:end]) == _U32.unpack_from(data, end)[0]
+            ):
+                return fence, data[_SINGLE.size : end]
     reader = _Reader(data)
     reader.header(KIND_SINGLE)
     fence = reader.take(FENCE_SIZE, "fence")

@@ -23,7 +23,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Final, Generic, Literal, TypeAlias, TypeVar
+from typing import Final, Generic, Literal, TypeAlias, TypeGuard, TypeVar
 
 import redis
 import redis.asyncio
@@ -168,7 +168,7 @@ class LuaScript:
         self, pipe: Pipeline | AsyncPipeline, keys: Sequence[str], args: Sequence[Arg]
     ) -> None:
         """Add one run of the script to ``pipe`` (see :func:`run_pipelined`)."""
-        if isinstance(pipe, redis.cluster.ClusterPipeline):
+        if is_cluster_pipeline(pipe):
             # ClusterPipeline blocks its evalsha() method, and left to route a raw EVALSHA
             # itself it asks the server COMMAND GETKEYS first, one extra round trip per
             # run. Every key of a run shares one slot, so we name the slot's primary from
@@ -186,14 +186,38 @@ WRITE_IF_VERSION: Final = LuaScript("write_if_version", WRITE_IF_VERSION_SOURCE)
 INVALIDATE: Final = LuaScript("invalidate", INVALIDATE_SOURCE)
 
 
-def is_cluster(client: Client) -> bool:
+_KINDS: dict[tuple[type, type], bool] = {}
+"""``issubclass`` answers for the client and pipeline classes seen so far."""
+
+
+def _is_kind(obj: object, cls: type) -> bool:
+    # redis-py's client classes have typing's Protocol metaclass, whose isinstance costs
+    # about 0.4 us: asked on every command, so answered once per class.
+    kind = type(obj)
+    known = _KINDS.get((kind, cls))
+    if known is None:
+        known = _KINDS[kind, cls] = issubclass(kind, cls)
+    return known
+
+
+def is_cluster(client: Client) -> TypeGuard[redis.cluster.RedisCluster]:
     """Whether ``client`` talks to a Redis Cluster."""
-    return isinstance(client, redis.cluster.RedisCluster)
+    return _is_kind(client, redis.cluster.RedisCluster)
+
+
+def is_async_cluster(client: AsyncClient) -> TypeGuard[redis.asyncio.cluster.RedisCluster]:
+    """:func:`is_cluster` for an asyncio client."""
+    return _is_kind(client, redis.asyncio.cluster.RedisCluster)
+
+
+def is_cluster_pipeline(pipe: Pipeline | AsyncPipeline) -> TypeGuard[redis.cluster.ClusterPipeline]:
+    """Whether ``pipe`` is a sync cluster pipeline (whose script runs need routing)."""
+    return _is_kind(pipe, redis.cluster.ClusterPipeline)
 
 
 def pipeline(client: Client) -> Pipeline:
     """A non-transactional pipeline: one round trip (one per node on a cluster)."""
-    if isinstance(client, redis.cluster.RedisCluster):
+    if is_cluster(client):
         # RedisCluster.pipeline is untyped in redis-py; it returns a ClusterPipeline.
         cluster_pipe: redis.cluster.ClusterPipeline
         cluster_pipe = client.pipeline()  # type: ignore[no-untyped-call]
@@ -211,7 +235,7 @@ def mget(client: Client, keys: Sequence[str]) -> list[object]:
     """
     if not keys:
         return []
-    if isinstance(client, redis.cluster.RedisCluster) and len(keys) > 1:
+    if is_cluster(client) and len(keys) > 1:
         return list(client.mget_nonatomic(list(keys)))
     # One key is one slot, so a plain MGET works on a cluster too, without the per-slot
     # grouping and pipeline of mget_nonatomic (the shared-versions read path sends one).
@@ -221,7 +245,7 @@ def mget(client: Client, keys: Sequence[str]) -> list[object]:
 def mget_one_slot(client: Client, keys: Sequence[str]) -> list[object]:
     """One ``MGET`` of keys that share a hash slot (one key, or a key's value and version
     key), on any client."""
-    if isinstance(client, redis.cluster.RedisCluster):
+    if is_cluster(client):
         return list(client.mget(list(keys)))
     # The command itself: redis-py's mget() wrapper costs about 7 us more per call (it
     # imports a name and passes the keys as an option on every call), a tenth of a
@@ -260,7 +284,7 @@ def run_pipelined(
 
 def pipeline_async(client: AsyncClient) -> AsyncPipeline:
     """:func:`pipeline` for an asyncio client."""
-    if isinstance(client, redis.asyncio.cluster.RedisCluster):
+    if is_async_cluster(client):
         return client.pipeline()
     return client.pipeline(transaction=False)
 
@@ -269,7 +293,7 @@ async def mget_async(client: AsyncClient, keys: Sequence[str]) -> list[object]:
     """:func:`mget` on an asyncio client."""
     if not keys:
         return []
-    if isinstance(client, redis.asyncio.cluster.RedisCluster) and len(keys) > 1:
+    if is_async_cluster(client) and len(keys) > 1:
         return list(await client.mget_nonatomic(list(keys)))
     return await mget_one_slot_async(client, keys)
 
