@@ -494,4 +494,5 @@ def parse_fence(reply: object, key: str) -> Version | None:
     raw = as_bytes(reply, key)
     if raw is None or len(raw) != FENCE_SIZE:
         return None
-    return Version.from_bytes(raw)
+    # Every read builds one: skip from_bytes's copy when the reply is plain bytes already.
+    return Version(raw) if type(raw) is bytes else Version.from_bytes(raw)
