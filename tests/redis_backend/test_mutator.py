@@ -8,6 +8,7 @@ from datetime import timedelta
 import fakeredis
 import pytest
 import redis
+import redis.asyncio
 import redis.cluster
 
 import cascache
@@ -80,6 +81,26 @@ def test_implements_protocols(any_redis: Client) -> None:
     assert isinstance(mutator, KeyWriter)
     assert isinstance(mutator, KeyInvalidator)
     assert mutator.client is any_redis
+
+
+def test_cluster_checks_answer_per_client_class(any_redis: Client) -> None:
+    # Answered once per class and remembered: asked twice, and for the pipeline too.
+    cluster = isinstance(any_redis, redis.cluster.RedisCluster)
+    for _ in range(2):
+        assert scripts.is_cluster(any_redis) is cluster
+        assert scripts.is_cluster_pipeline(scripts.pipeline(any_redis)) is cluster
+    assert not scripts.is_async_cluster(redis.asyncio.Redis(port=1))
+
+
+class _OwnRedis(redis.Redis):
+    """An application's own client class: a plain client all the same."""
+
+
+def test_cluster_checks_follow_subclasses() -> None:
+    assert not scripts.is_cluster(_OwnRedis(port=1))
+    assert scripts.is_cluster_pipeline(
+        redis.cluster.ClusterPipeline.__new__(redis.cluster.ClusterPipeline)
+    )
 
 
 # -- read -------------------------------------------------------------------------------
