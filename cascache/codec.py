@@ -343,46 +343,70 @@ _LEAVES: frozenset[type] = frozenset({str, int, bool, type(None)})
 of these types are accepted without a call (most of a row's fields)."""
 
 
-def _check_plain(value: object, active: set[int]) -> None:
-    """Raise ``_Mismatch`` unless ``value`` is plain JSON that ``json`` round-trips exactly."""
-    if value is None or isinstance(value, str | int):
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            _fail(f"{value!r} is not a JSON number")
-        return
+def _check_plain(value: object, active: set[int] | None) -> None:
+    """Raise ``_Mismatch`` unless ``value`` is plain JSON that ``json`` round-trips exactly.
+
+    ``active``: the containers on the current path, to name a reference cycle. ``None``
+    skips that bookkeeping (every encode pays it, and a container is seldom cyclic): a
+    cycle then recurses until ``RecursionError``, and the caller checks again with a set
+    to name it (:func:`_check_plain_value`).
+    """
+    # Containers first, and their plain members (most of a row's fields) skipped in the
+    # loop without a call: this runs on every encode.
     if isinstance(value, list):
-        _enter(value, active)
+        if active is not None:
+            _enter(value, active)
         for index, item in enumerate(value):
-            if type(item) in _LEAVES:
+            kind = type(item)
+            if kind in _LEAVES or (kind is float and math.isfinite(item)):
                 continue
             try:
                 _check_plain(item, active)
             except _Mismatch as exc:
                 exc.path.append(f"[{index}]")
                 raise
-        active.discard(id(value))
+        if active is not None:
+            active.discard(id(value))
         return
     if isinstance(value, dict):
-        _enter(value, active)
+        if active is not None:
+            _enter(value, active)
         for key, item in value.items():
             if not isinstance(key, str):
                 _fail(
                     f"dict key {key!r} has type {type(key).__name__}; JSON object keys "
                     "are str, so it would come back as a string"
                 )
-            if type(item) in _LEAVES:
+            kind = type(item)
+            if kind in _LEAVES or (kind is float and math.isfinite(item)):
                 continue
             try:
                 _check_plain(item, active)
             except _Mismatch as exc:
                 exc.path.append(f"[{key!r}]")
                 raise
-        active.discard(id(value))
+        if active is not None:
+            active.discard(id(value))
+        return
+    if value is None or isinstance(value, str | int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            _fail(f"{value!r} is not a JSON number")
         return
     if isinstance(value, tuple):
         _fail("a tuple is not a JSON value (it would come back as a list); use a list")
     _fail(f"type {type(value).__name__} is not a JSON value")
+
+
+def _check_plain_value(value: object) -> None:
+    """:func:`_check_plain` of a whole value: without the cycle bookkeeping, and again
+    with it only if that recursed too deep (a cycle is then named as one; a value nested
+    too deeply raises ``RecursionError`` again)."""
+    try:
+        _check_plain(value, None)
+    except RecursionError:
+        _check_plain(value, set())
 
 
 _NULL, _BOOLEAN, _INTEGER, _FRACTION, _STRING, _ARRAY, _OBJECT = (
@@ -1169,7 +1193,7 @@ class JsonCodec(Generic[J]):
         """Compact UTF-8 JSON for ``value``; a value that does not fit is a ``CodecError``."""
         try:
             if self._node is None:
-                _check_plain(value, set())
+                _check_plain_value(value)
                 plain: object = value
             else:
                 plain = self._node.encode(value, set())

@@ -6,6 +6,8 @@ import dataclasses
 import enum
 import json
 import math
+import re
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal
@@ -227,6 +229,26 @@ def test_plain_json_refuses_reference_cycles() -> None:
     table["self"] = table
     with pytest.raises(CodecError, match="cycle"):
         JsonCodec[object]().encode(table)
+
+
+def test_plain_json_names_where_a_cycle_closes_and_what_fails_before_it() -> None:
+    # The check runs without cycle bookkeeping first; a cycle is still named, at its path,
+    # and a member that fails before the cycle is reached is what the error names.
+    loop: list[object] = []
+    loop.append(loop)
+    codec: JsonCodec[object] = JsonCodec()
+    with pytest.raises(CodecError, match=re.escape("at $[1]['k'][0]: the value contains a ref")):
+        codec.encode([1, {"k": loop}])
+    with pytest.raises(CodecError, match=re.escape("at $[0]['a']: type complex is not a JSON")):
+        codec.encode([{"a": 1j}, loop])
+
+
+def test_plain_json_nested_too_deeply_is_a_codec_error() -> None:
+    deep: list[object] = [1]
+    for _ in range(sys.getrecursionlimit() + 100):
+        deep = [deep]
+    with pytest.raises(CodecError, match="RecursionError"):
+        JsonCodec[object]().encode(deep)
 
 
 def test_plain_json_allows_shared_values_that_are_not_cycles() -> None:
