@@ -1135,7 +1135,7 @@ def count_trips(contender: Contender) -> None:
     contender.commands = log.trips
 
 
-DECODE_SAVING = "JsonCodec decode vs json.loads (µs less, median)"
+DECODE_SAVING = "JsonCodec decode µs less than json.loads (median)"
 
 
 def decode_saving_us(raw: bytes, iterations: int) -> float:
