@@ -1156,6 +1156,7 @@ def _compact_json() -> Callable[[object], str]:
 
 _TO_JSON = _compact_json()
 """Compact JSON text of a value, exactly as ``_ENCODER.encode`` writes it."""
+
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 """One decoder for every ``JsonCodec``: ``json.loads`` with any keyword argument builds a
 new ``JSONDecoder`` per call (about 3 us, more than decoding a small row)."""
