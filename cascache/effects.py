@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
@@ -184,9 +184,7 @@ class Process(Generic[T]):
             raise RuntimeError("the operation is still running")
         if self.error is not None:
             raise self.error
-        result: Any = self._result
-        typed: T = result
-        return typed
+        return cast(T, self._result)
 
     def step(self, fail: BaseException | None = None, applied: bool = False) -> object:
         """Perform the pending effect, run the operation up to its next effect, and return
