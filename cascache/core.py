@@ -278,11 +278,16 @@ class SingleCore(Generic[V]):
         run = (
             (lambda: by_key(ck)) if by_key is not None else (lambda: self.gens.snapshot(ck.version))
         )
+        # The effect yielded here: every fill of a key that has no fence yet takes this
+        # step, and ``perform`` would add a generator per effect.
+        got: Any
         try:
-            return (yield from perform(Effect("versions", "snapshot", ck.version_name, run)))
+            got = yield Effect("versions", "snapshot", ck.version_name, run)
         except Exception as exc:
             call_hook(self.hooks.version_snapshot_error, "snapshot_version", key, exc)
             raise OpError("snapshot_version", key, exc) from exc
+        fence: Version = got
+        return fence
 
     def set_if_version(
         self, key: str, value: V, version: Version, ttl: float | None
@@ -294,16 +299,24 @@ class SingleCore(Generic[V]):
         key = canonical_key("set_if_version", key)
         self.check_open("set_if_version", key)
         check_version("set_if_version", key, version)
+        return WriteResult((yield from self.store_if_version(key, value, version, ttl)))
+
+    def store_if_version(
+        self, key: str, value: V, version: Version, ttl: float | None
+    ) -> Step[WriteOutcome]:
+        """:meth:`set_if_version` of a canonical key and a checked version (a fill's store,
+        which reports as ``set_if_version``), returning the outcome alone."""
+        self.check_open("set_if_version", key)
         if self.disabled:
             if self.on_write is not None:
                 call_hook(self.on_write, "set_if_version", key, WriteOutcome.DISABLED)
-            return WriteResult(WriteOutcome.DISABLED)
+            return WriteOutcome.DISABLED
         ck = self.keys.single(key)
         frame = encode_single(version, self.encode("set_if_version", key, value))
         outcome = yield from self.write_single("set_if_version", ck, frame, version, ttl)
         if self.on_write is not None:
             call_hook(self.on_write, "set_if_version", key, outcome)
-        return WriteResult(outcome)
+        return outcome
 
     def invalidate(self, key: str) -> Step[None]:
         """Advance the key's fence, then delete its entry; raise if the advance failed.
@@ -429,9 +442,8 @@ class SingleCore(Generic[V]):
         # Timed around the load effect as the step sees it: the loader's call (and, under
         # asyncio, the await of what it returned); only when a hook wants the duration.
         started = time.perf_counter() if on_load is not None else 0.0
-        value = not_awaitable(
-            "get_or_load", key, (yield from perform(Effect("source", "load", (key,), run)))
-        )
+        loaded: Any = yield Effect("source", "load", (key,), run)
+        value: V = not_awaitable("get_or_load", key, loaded)
         if on_load is not None:
             call_hook(on_load, "get_or_load", (key,), time.perf_counter() - started)
         if flight is not None:
@@ -441,9 +453,9 @@ class SingleCore(Generic[V]):
                 if flight is not None and self.flights is not None:
                     # Before the store's first effect: its atomic check comes after this.
                     self.flights.issue(flight)
-                result = yield from self.set_if_version(key, value, version, ttl)
+                outcome = yield from self.store_if_version(key, value, version, ttl)
                 if flight is not None:
-                    flight.stored = result.outcome is WriteOutcome.STORED
+                    flight.stored = outcome is WriteOutcome.STORED
             except CascacheError as exc:
                 self.store_failed("get_or_load", key, exc)
         return value
@@ -713,16 +725,19 @@ class SingleCore(Generic[V]):
         ttl = self.default_ttl if ttl is None else ttl
         if self.writer is not None:
             writer = self.writer
+            # Yielded here, as in ``snapshot_version``: every fill's store on a one-server
+            # topology or a LocalStore comes this way.
+            got: Any
             try:
-                stored = yield from perform(
-                    self.both(
-                        "write_if_version",
-                        ck,
-                        lambda: writer.write_if_version(ck, frame, version, ttl),
-                    )
+                got = yield Effect(
+                    "redis",
+                    "write_if_version",
+                    ck.names,
+                    lambda: writer.write_if_version(ck, frame, version, ttl),
                 )
             except Exception as exc:
                 raise OpError(op, ck.key, exc) from exc
+            stored: bool | None = got
             if stored is None:
                 call_hook(self.hooks.provider_set_rejected, ck.key, False)
                 return WriteOutcome.PROVIDER_REJECTED
@@ -797,9 +812,18 @@ def counted(store_op: str, asked: Sized, reply: L) -> L:
     return reply
 
 
+_PLAIN_TYPES: frozenset[type] = frozenset(
+    {dict, list, tuple, str, bytes, int, float, bool, type(None)}
+)
+"""Types whose instances are never awaitable."""
+
+
 def not_awaitable(op: str, key: str | Sequence[str], value: R) -> R:
     """``value``, unless a loader handed back something to await: the sync driver cannot
     await it, so it is closed (no "never awaited" warning) and refused, naming the fix."""
+    if type(value) in _PLAIN_TYPES:
+        # Most loaders return one of these; asking ``inspect`` costs four times as much.
+        return value
     if inspect.isawaitable(value):
         close = getattr(value, "close", None)
         if callable(close):
