@@ -155,13 +155,14 @@ class KeySpace:
     :data:`KEY_CACHE_SIZE`).
     """
 
-    __slots__ = ("_cache", "_chars", "_frame", "_size", "namespace")
+    __slots__ = ("_cache", "_chars", "_frame", "_name_chars", "_size", "namespace")
 
     def __init__(self, namespace: str, cache_size: int = KEY_CACHE_SIZE) -> None:
         if not isinstance(cache_size, int) or isinstance(cache_size, bool) or cache_size < 0:
             raise ValueError(f"KeySpace cache_size must be an int >= 0, got {cache_size!r}")
         self.namespace = canonical_namespace(namespace)
         self._frame = f"{len(self.namespace)}:{self.namespace}"
+        self._name_chars = 2 * (len(PREFIX) + TAG_HEX + 7 + len(self._frame))
         self._size = cache_size
         # Ordered so the oldest entry is dropped in O(1): taking the first key of a plain
         # dict scans past every slot deleted before it, which made each new key cost
@@ -175,7 +176,11 @@ class KeySpace:
         if found is not None:
             return found
         plain = key if type(key) is str else str.__str__(key)
-        derived = CacheKey(plain, space=self)
+        # Built without ``__init__`` and its argument checks: a never-seen key comes here
+        # on every operation, and the checks cost as much as the rest of this method.
+        derived = CacheKey.__new__(CacheKey)
+        derived.key = plain
+        derived._space = self
         chars = self._chars_of(plain)
         if chars > KEY_CACHE_CHARS // 16:
             return derived
@@ -199,7 +204,7 @@ class KeySpace:
     def _chars_of(self, key: str) -> int:
         # The key and both names, counted whether or not the names are derived yet (they
         # are kept once they are): ``cas:{<tag>}:<kind>:<frame>:<key>``.
-        return len(key) + 2 * (len(PREFIX) + TAG_HEX + 7 + len(self._frame) + len(key))
+        return 3 * len(key) + self._name_chars
 
     def batch(self, keys: Iterable[str]) -> str:
         """The storage key of the batch entry for this member *set* (order and repeats ignored)."""

@@ -169,20 +169,27 @@ class LocalStore:
         """Store ``frame`` if ``version`` is the key's current fence: ``True`` if stored,
         ``False`` if the fence differed or was missing, ``None`` if it matched but the
         frame alone exceeds ``max_bytes`` (the old frame is dropped then)."""
-        _check_frame(frame, ttl)
+        if ttl is not None or type(frame) is not bytes:
+            _check_frame(frame, ttl)
         with self._lock:
-            self._check_open()
+            if self._closed:
+                self._check_open()
             record = self._records.get(key.key)
-            if record is None or record[1] is None or record[1] != version:
+            if record is None:
                 return False
-            return self._put(key.key, frame, record[1], ttl)
+            fence = record[1]
+            # ``is`` first: a fill hands back the very fence its snapshot returned, and
+            # comparing two fences' bytes in constant time costs more than the rest.
+            if fence is None or (fence is not version and fence != version):
+                return False
+            return self._put(key.key, frame, fence, ttl, record)
 
     def invalidate(self, key: CacheKey) -> None:
         """Install a fresh fence for the key and drop its frame, in one step."""
         fence = new_fence()
         with self._lock:
             self._check_open()
-            self._install(key.key, (None, fence, None))
+            self._install(key.key, (None, fence, None), self._records.get(key.key))
 
     def snapshot_key(self, key: CacheKey) -> Version:
         """``snapshot`` of the key's fence, by the key itself (no storage name needed)."""
@@ -223,8 +230,10 @@ class LocalStore:
         _check_frame(value, ttl)
         with self._lock:
             self._check_open()
-            record = self._records.get(slot, _EMPTY)
-            return self._put(slot, value, record[1], ttl) is True
+            record = self._records.get(slot)
+            return (
+                self._put(slot, value, None if record is None else record[1], ttl, record) is True
+            )
 
     def add(self, key: str, value: bytes, cost: int, ttl: float | None) -> bool:
         """``set`` only if the storage name holds no live frame; ``True`` if stored."""
@@ -233,10 +242,14 @@ class LocalStore:
         _check_frame(value, ttl)
         with self._lock:
             self._check_open()
-            record = self._records.get(slot, _EMPTY)
-            if self._live(slot, record)[0] is not None:
+            record = self._records.get(slot)
+            if record is not None and self._live(slot, record)[0] is not None:
                 return False
-            return self._put(slot, value, record[1], ttl) is True
+            # (An expired frame was dropped just now: the record to replace is that one.)
+            record = self._records.get(slot)
+            return (
+                self._put(slot, value, None if record is None else record[1], ttl, record) is True
+            )
 
     def delete(self, key: str) -> None:
         """Drop the frame under the storage name ``key`` (the key's fence stays)."""
@@ -297,8 +310,9 @@ class LocalStore:
         fence = new_fence()
         with self._lock:
             self._check_open()
-            frame, _, expires = self._records.get(slot, _EMPTY)
-            self._install(slot, (frame, fence, expires))
+            record = self._records.get(slot)
+            frame, _, expires = _EMPTY if record is None else record
+            self._install(slot, (frame, fence, expires), record)
         return fence
 
     # -- audits (never on the hot path; no recency change) -------------------------------
@@ -317,7 +331,7 @@ class LocalStore:
             self._check_open()
             record = self._records.get(slot)
             if record is not None and record[1] is not None:
-                self._install(slot, (record[0], None, record[2]), touch=False)
+                self._install(slot, (record[0], None, record[2]), record, touch=False)
 
     def clear_versions(self) -> None:
         """Drop every fence and keep the frames, as a lost version state would."""
@@ -325,7 +339,7 @@ class LocalStore:
             self._check_open()
             for slot in [s for s, r in self._records.items() if r[1] is not None]:
                 record = self._records[slot]
-                self._install(slot, (record[0], None, record[2]), touch=False)
+                self._install(slot, (record[0], None, record[2]), record, touch=False)
 
     # -- internals (lock held) ------------------------------------------------------------
 
@@ -356,8 +370,9 @@ class LocalStore:
         """``record`` with an expired frame dropped (and the drop applied)."""
         expires = record[2]
         if expires is not None and self._clock() >= expires:
-            record = (None, record[1], None)
-            self._install(slot, record, touch=False)
+            live = (None, record[1], None)
+            self._install(slot, live, record, touch=False)
+            return live
         return record
 
     def _read(self, slot: _Slot) -> tuple[bytes | None, Version | None]:
@@ -381,33 +396,43 @@ class LocalStore:
         return record[1]
 
     def _snapshot(self, slot: _Slot) -> Version:
-        frame, fence, expires = self._records.get(slot, _EMPTY)
-        if fence is None:
-            fence = new_fence()
-            self._install(slot, (frame, fence, expires))
-        else:
+        record = self._records.get(slot)
+        if record is not None and record[1] is not None:
             self._records.move_to_end(slot)
+            return record[1]
+        fence = new_fence()
+        if record is None:
+            self._install(slot, (None, fence, None), None)
+        else:
+            self._install(slot, (record[0], fence, record[2]), record)
         return fence
 
     def _drop_frame(self, slot: _Slot) -> None:
         record = self._records.get(slot)
         if record is not None and record[0] is not None:
-            self._install(slot, (None, record[1], None), touch=False)
+            self._install(slot, (None, record[1], None), record, touch=False)
 
     def _put(
-        self, slot: _Slot, frame: bytes, fence: Version | None, ttl: float | None
+        self,
+        slot: _Slot,
+        frame: bytes,
+        fence: Version | None,
+        ttl: float | None,
+        old: _Record | None,
     ) -> bool | None:
         if _charge(slot, frame) > self._max:
             self._drop_frame(slot)
             return None
-        self._install(slot, (frame, fence, None if ttl is None else self._clock() + ttl))
+        self._install(slot, (frame, fence, None if ttl is None else self._clock() + ttl), old)
         return True
 
-    def _install(self, slot: _Slot, record: _Record, touch: bool = True) -> None:
-        """Replace the record of ``slot`` (dropping it when it holds nothing), then evict
-        least recently used records until the store fits."""
+    def _install(
+        self, slot: _Slot, record: _Record, old: _Record | None, touch: bool = True
+    ) -> None:
+        """Replace ``old``, the record of ``slot`` now (``None``: it has none), with
+        ``record`` (dropping it when it holds nothing), then evict least recently used
+        records until the store fits."""
         records = self._records
-        old = records.get(slot)
         if old is not None:
             self._bytes -= _charge(slot, old[0])
         if record[0] is None and record[1] is None:
@@ -416,7 +441,8 @@ class LocalStore:
             return
         records[slot] = record
         self._bytes += _charge(slot, record[0])
-        if touch:
+        if touch and old is not None:
+            # A new slot is already the most recently used: it went in at the end.
             records.move_to_end(slot)
         while self._bytes > self._max:
             evicted, gone = records.popitem(last=False)

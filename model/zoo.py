@@ -183,9 +183,10 @@ class CreatingLocalWriter:
     ) -> bool | None:
         store = self.store
         with store._lock:
-            frame_held, fence, expires = store._records.get(key.key, (None, None, None))
+            record = store._records.get(key.key)
+            frame_held, fence, expires = (None, None, None) if record is None else record
             if fence is None:
-                store._install(key.key, (frame_held, version, expires))
+                store._install(key.key, (frame_held, version, expires), record)
         return store.write_if_version(key, frame, version, ttl)
 
 

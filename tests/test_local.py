@@ -312,6 +312,31 @@ def test_least_recently_used_records_are_evicted_whole(clock: FakeClock) -> None
     assert store.size <= store.max_bytes
 
 
+def test_a_write_compares_fences_by_value_not_by_identity(store: LocalStore) -> None:
+    ck = names("k")
+    fence = store.snapshot(ck.version)
+    assert store.write_if_version(ck, b"other", new_fence(), None) is False
+    assert store.write_if_version(ck, b"frame", Version.from_bytes(fence.to_bytes()), None)
+    assert store.read(ck) == (b"frame", fence)
+
+
+def test_a_write_and_an_invalidate_count_as_use_and_a_new_record_as_the_latest(
+    clock: FakeClock,
+) -> None:
+    store = LocalStore(max_bytes=3 * (RECORD_OVERHEAD + 40), clock=clock)
+    store.bind(KeySpace(NS))
+    a, b, c, d = (names(k) for k in "abcd")
+    fence_a = store.snapshot(a.version)
+    store.snapshot_many([b.version, c.version])  # recency now a, b, c
+    assert store.write_if_version(a, bytes(30), fence_a, None) is True  # b, c, a
+    store.invalidate(b)  # c, a, b
+    store.snapshot(d.version)  # c, a, b, d: over the bound, so c goes
+    assert store.peek(c.version) is None
+    assert None not in (store.peek(a.version), store.peek(b.version), store.peek(d.version))
+    assert store.get(a.value) == bytes(30)
+    assert store.size <= store.max_bytes
+
+
 def test_peek_does_not_count_as_use_and_forget_drops_only_the_fence(store: LocalStore) -> None:
     ck = names("k")
     fence = store.snapshot(ck.version)
