@@ -386,7 +386,10 @@ def test_a_closed_cache_closes_its_store() -> None:
 @given(
     st.lists(
         st.tuples(
-            st.sampled_from(["write", "invalidate", "snapshot", "delete", "tick", "batch"]),
+            st.sampled_from(
+                ["write", "invalidate", "snapshot", "delete", "tick", "batch", "add", "advance"]
+                + ["forget", "read"]
+            ),
             st.sampled_from("abcde"),
             st.integers(0, 300),
         ),
@@ -410,6 +413,14 @@ def test_charged_bytes_always_match_the_records_held(ops: list[tuple[str, str, i
             store.delete(ck.value)
         elif op == "batch":
             store.set(KeySpace(NS).batch([key, "z"]), bytes(n), n, None)
+        elif op == "add":
+            store.add(ck.value, bytes(n), n, (n % 5) or None)
+        elif op == "advance":
+            store.advance(ck.version)
+        elif op == "forget":
+            store.forget(ck.version)
+        elif op == "read":
+            store.read(ck)
         else:
             clock.advance(n / 50)
         records = store._records
