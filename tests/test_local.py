@@ -387,8 +387,10 @@ def test_a_closed_cache_closes_its_store() -> None:
     st.lists(
         st.tuples(
             st.sampled_from(
-                ["write", "invalidate", "snapshot", "delete", "tick", "batch", "add", "advance"]
-                + ["forget", "read"]
+                [
+                    *("write", "invalidate", "snapshot", "delete", "tick", "batch"),
+                    *("add", "advance", "forget", "read"),
+                ]
             ),
             st.sampled_from("abcde"),
             st.integers(0, 300),
