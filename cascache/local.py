@@ -182,7 +182,7 @@ class LocalStore:
             # comparing two fences' bytes in constant time costs more than the rest.
             if fence is None or (fence is not version and fence != version):
                 return False
-            return self._put(key.key, frame, fence, ttl, record)
+            return self._put(key.key, frame, ttl, record)
 
     def invalidate(self, key: CacheKey) -> None:
         """Install a fresh fence for the key and drop its frame, in one step."""
@@ -231,9 +231,7 @@ class LocalStore:
         with self._lock:
             self._check_open()
             record = self._records.get(slot)
-            return (
-                self._put(slot, value, None if record is None else record[1], ttl, record) is True
-            )
+            return self._put(slot, value, ttl, record) is True
 
     def add(self, key: str, value: bytes, cost: int, ttl: float | None) -> bool:
         """``set`` only if the storage name holds no live frame; ``True`` if stored."""
@@ -247,9 +245,7 @@ class LocalStore:
                 return False
             # (An expired frame was dropped just now: the record to replace is that one.)
             record = self._records.get(slot)
-            return (
-                self._put(slot, value, None if record is None else record[1], ttl, record) is True
-            )
+            return self._put(slot, value, ttl, record) is True
 
     def delete(self, key: str) -> None:
         """Drop the frame under the storage name ``key`` (the key's fence stays)."""
@@ -413,16 +409,13 @@ class LocalStore:
             self._install(slot, (None, record[1], None), record, touch=False)
 
     def _put(
-        self,
-        slot: _Slot,
-        frame: bytes,
-        fence: Version | None,
-        ttl: float | None,
-        old: _Record | None,
+        self, slot: _Slot, frame: bytes, ttl: float | None, old: _Record | None
     ) -> bool | None:
+        """Store ``frame`` in ``slot``, whose record is ``old`` now, keeping its fence."""
         if _charge(slot, frame) > self._max:
             self._drop_frame(slot)
             return None
+        fence = None if old is None else old[1]
         self._install(slot, (frame, fence, None if ttl is None else self._clock() + ttl), old)
         return True
 
