@@ -96,6 +96,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import inspect
 import json
 import json.scanner
 import math
@@ -176,12 +177,23 @@ def _as_bytes(codec: str, data: object) -> bytes:
     raise CodecError(f"{codec}: decode takes bytes, got {type(data).__name__}")
 
 
-def _check_class(codec: str, cls: type | None, value: object) -> None:
+def _exact_classes(tp: object) -> tuple[type, ...] | None:
+    """The classes a top-level value of ``tp`` must be an instance of exactly, when ``tp``
+    is a class or a union of classes (``User | None``) whose values are their instances;
+    ``None`` for any other type (a ``TypedDict``'s values are plain dicts)."""
+    arms = get_args(tp) if get_origin(tp) in (Union, types.UnionType) else (tp,)
+    if all(isinstance(arm, type) and not _is_typeddict(arm) for arm in arms):
+        return cast("tuple[type, ...]", arms)
+    return None
+
+
+def _check_class(codec: str, classes: tuple[type, ...] | None, value: object) -> None:
     # msgspec and pydantic write a subclass instance as its base class, so it would come
     # back as the base class: refuse it before encoding.
-    if cls is not None and type(value) is not cls:
+    if classes is not None and type(value) not in classes:
+        expected = " or ".join("None" if c is type(None) else c.__name__ for c in classes)
         raise CodecError(
-            f"{codec}: cannot encode {type(value).__name__} value: at $: expected {cls.__name__}"
+            f"{codec}: cannot encode {type(value).__name__} value: at $: expected {expected}"
         )
 
 
@@ -558,6 +570,9 @@ class _FloatNode(_Node):
             result = float(number)
         except OverflowError:
             _fail(f"the integer {number} is too large for a float")
+        if type(number) is not float and result != number:
+            # Past 2**53 a float has no room for every integer: it would come back rounded.
+            _fail(f"the integer {number} has no exact float (it would come back as {result!r})")
         if not math.isfinite(result):
             _fail(f"{result!r} is not a JSON number")
         return result
@@ -911,7 +926,8 @@ class _EnumNode(_Node):
         return value.value
 
     def decode(self, data: object) -> object:
-        member = self._members.get((type(data), data))
+        # An array or object is never a member, and is unhashable: look up scalars only.
+        member = self._members.get((type(data), data)) if type(data) in _SCALARS else None
         if member is not None:
             return member
         if self.flag and type(data) is int:
@@ -1082,8 +1098,30 @@ def _compile_dataclass(cls: type, memo: dict[object, _Node]) -> _Node:
         )
         where = f"field {cls.__name__}.{field.name}"
         fields.append((field.name, _compile(hints[field.name], where, memo), required))
+    _check_rebuildable(cls, {name for name, _, _ in fields})
     dataclass_node.set_fields(fields)
     return dataclass_node
+
+
+def _check_rebuildable(cls: type, stored: set[str]) -> None:
+    """Refuse a dataclass whose constructor takes an argument no stored field holds (an
+    ``InitVar``, or a hand-written ``__init__``): decode could not pass it, so no entry
+    would ever come back."""
+    try:
+        parameters = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return
+    extra = [
+        p.name
+        for p in parameters
+        if p.name not in stored and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    if extra:
+        raise TypeError(
+            f"JsonCodec: dataclass {cls.__name__} takes {', '.join(extra)} in its "
+            "constructor but stores no field of that name (an InitVar?), so a stored value "
+            "could not be rebuilt; make it a field"
+        )
 
 
 def _compile_typeddict(cls: type, memo: dict[object, _Node]) -> _Node:

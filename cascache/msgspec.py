@@ -11,10 +11,17 @@ for unions). A type msgspec would need an ``enc_hook``/``dec_hook`` for is a
 
 Differences from ``JsonCodec`` worth knowing:
 
-* ``encode`` checks only the top-level type when it is a class (exactly: a subclass
-  instance is refused, as it would come back as the base class). msgspec does not check
-  field values when it encodes, so a field holding the wrong type is written, and the
-  entry then fails to decode: a miss, reported as a ``CodecError``, never a wrong value.
+* ``encode`` checks only the top-level type when it is a class or a union of classes
+  (exactly: a subclass instance is refused, as it would come back as the base class).
+  msgspec does not check field values when it encodes, so a field holding a value of
+  another type than declared is written as msgspec writes that value. If the result does
+  not fit the declared type, the entry fails to decode: a miss, reported as a
+  ``CodecError``. If it does fit, the value comes back converted to the declared type: a
+  ``UUID`` in a ``str`` field as its text, a tuple in a ``list`` field as a list, an
+  ``int`` in a ``float`` field as a float (rounded past 2**53), a ``float`` in a
+  ``Decimal`` field as the ``Decimal`` of its shortest text, and with JSON an ``int``
+  dict key as a ``str``. Keep rows true to their annotations (a type checker does), or
+  use :class:`~cascache.JsonCodec`, which checks every field when it encodes.
 * ``format="json"`` writes a NaN or infinite float as ``null`` (msgspec's choice), which
   decodes as an error, or as ``None`` in a ``float | None`` field; ``format="msgpack"``
   keeps them.
@@ -23,7 +30,8 @@ Differences from ``JsonCodec`` worth knowing:
   keeps the offset (``+02:00``; UTC as ``Z``).
 
 Every failure either way is a :class:`~cascache.errors.CodecError` naming the codec and,
-for data that does not fit, msgspec's description with the path (``at `$.items[0]```).
+for data that does not fit, msgspec's description with the path (``at `$.items[0]```);
+so is anything else a ``__post_init__`` raises while decoding.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ except ImportError as exc:  # pragma: no cover - the tests hide the library to r
         "cascache.msgspec needs msgspec, which is not installed: pip install 'cascache[msgspec]'"
     ) from exc
 
-from cascache.codec import _as_bytes, _check_class, _is_typeddict, _type_name
+from cascache.codec import _as_bytes, _check_class, _exact_classes, _type_name
 from cascache.errors import CodecError
 
 if TYPE_CHECKING:
@@ -107,9 +115,7 @@ class MsgspecCodec(Generic[V]):
         self._type = type_
         self._format: Format = format
         self._name = f"MsgspecCodec[{name}, {format}]"
-        # The exact class the top-level value must have, when the type is a class whose
-        # values are its instances (a TypedDict's values are plain dicts).
-        self._cls = type_ if isinstance(type_, type) and not _is_typeddict(type_) else None
+        self._classes = _exact_classes(type_)
         self._encoder: msgspec.json.Encoder | msgspec.msgpack.Encoder
         self._decoder: msgspec.json.Decoder[V] | msgspec.msgpack.Decoder[V]
         # msgspec's stubs take a type[V]; a TypeForm (a union, say) is what it accepts too.
@@ -137,7 +143,7 @@ class MsgspecCodec(Generic[V]):
 
     def encode(self, value: V) -> bytes:
         """The JSON or MessagePack bytes of ``value``; failures are ``CodecError``."""
-        _check_class(self._name, self._cls, value)
+        _check_class(self._name, self._classes, value)
         try:
             return self._encoder.encode(value)
         except (msgspec.EncodeError, TypeError, ValueError, OverflowError, RecursionError) as exc:
@@ -158,6 +164,10 @@ class MsgspecCodec(Generic[V]):
             ) from exc
         except (msgspec.DecodeError, RecursionError) as exc:
             raise CodecError(f"{self._name}: data is not valid {self._format}: {exc}") from exc
+        except Exception as exc:
+            # A ``__post_init__`` raising something msgspec does not turn into a
+            # ValidationError (an IndexError, say): the entry does not decode all the same.
+            raise CodecError(f"{self._name}: building the value raised {exc!r}") from exc
 
     def __repr__(self) -> str:
         return f"MsgspecCodec({_type_name(self._type)}, format={self._format!r})"

@@ -14,14 +14,22 @@ Strictness both ways, so what comes back is what went in:
 * ``encode`` serializes with ``warnings="error"``: a field holding a value of the wrong
   type (assigned after validation) is a ``CodecError`` instead of a warning and an entry
   that would not decode. The top-level value must have exactly the declared class, when
-  the type is a class (a subclass instance would come back as the base class).
+  the type is a class or a union of classes (``User | None``): a subclass instance would
+  come back as the base class.
+* Fields are written under their aliases (``by_alias=True``), the names ``validate_json``
+  reads, so a model with ``Field(alias=...)`` or an ``alias_generator`` round-trips.
+* pydantic writes a ``SecretStr``, ``SecretBytes`` or ``Secret`` as ``"**********"``. For a
+  type that holds one, ``encode`` validates what it wrote and refuses (``CodecError``) a
+  value that would not come back equal, rather than cache the mask in place of the
+  secret; a ``field_serializer`` that writes the secret makes such a model cacheable.
 
 pydantic's JSON keeps a ``datetime``'s offset (UTC is written ``Z``) and a ``Decimal``'s
 digits (as a string). It writes a NaN or infinite float as ``null`` by default, which then
 fails to decode; a model that holds them can set ``ser_json_inf_nan="constants"``.
 
 Every failure either way is a :class:`~cascache.errors.CodecError` naming the codec and,
-for data that does not fit, the path of the first problem (``at $.items[0]``).
+for data that does not fit, the path of the first problem (``at $.items[0]``); so is
+anything else a model's own validator raises while decoding.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ except ImportError as exc:  # pragma: no cover - the tests hide the library to r
         "pip install 'cascache[pydantic]'"
     ) from exc
 
-from cascache.codec import _as_bytes, _check_class, _is_typeddict, _type_name
+from cascache.codec import _as_bytes, _check_class, _exact_classes, _type_name
 from cascache.errors import CodecError
 
 if TYPE_CHECKING:
@@ -51,6 +59,28 @@ V = TypeVar("V")
 def _where(loc: tuple[int | str, ...]) -> str:
     """A pydantic error location as a path: ``('items', 0, 'name')`` is ``$.items[0].name``."""
     return "$" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+
+
+_SECRETS: tuple[type, ...] = tuple(
+    cls
+    for cls in (getattr(pydantic, name, None) for name in ("SecretStr", "SecretBytes", "Secret"))
+    if isinstance(cls, type)
+)
+"""The types pydantic writes as a mask instead of their value."""
+
+
+def _holds_secret(schema: object, seen: set[int]) -> bool:
+    """Whether a pydantic core schema refers to one of :data:`_SECRETS` anywhere."""
+    if id(schema) in seen:
+        return False
+    seen.add(id(schema))
+    if isinstance(schema, type):
+        return issubclass(schema, _SECRETS)
+    if isinstance(schema, dict):
+        return any(_holds_secret(item, seen) for item in schema.values())
+    if isinstance(schema, list | tuple):
+        return any(_holds_secret(item, seen) for item in schema)
+    return False
 
 
 class PydanticCodec(Generic[V]):
@@ -72,9 +102,8 @@ class PydanticCodec(Generic[V]):
             raise TypeError(f"PydanticCodec cannot handle {name}: {reason}") from exc
         self._type = type_
         self._name = f"PydanticCodec[{name}]"
-        # The exact class the top-level value must have, when the type is a class whose
-        # values are its instances (a TypedDict's values are plain dicts).
-        self._cls = type_ if isinstance(type_, type) and not _is_typeddict(type_) else None
+        self._classes = _exact_classes(type_)
+        self._masks = _holds_secret(self._adapter.core_schema, set())
 
     @property
     def type_(self) -> TypeForm[V]:
@@ -83,15 +112,29 @@ class PydanticCodec(Generic[V]):
 
     def encode(self, value: V) -> bytes:
         """pydantic's JSON for ``value``; a value that does not fit is a ``CodecError``."""
-        _check_class(self._name, self._cls, value)
+        _check_class(self._name, self._classes, value)
         try:
-            return self._adapter.dump_json(value, warnings="error")
+            data = self._adapter.dump_json(value, warnings="error", by_alias=True)
         except (pydantic_core.PydanticSerializationError, ValueError, RecursionError) as exc:
             # pydantic's text spans lines (a header, then one line per warning).
             detail = " ".join(str(exc).split())
             raise CodecError(
                 f"{self._name}: cannot encode {type(value).__name__} value: {detail}"
             ) from exc
+        if self._masks and not self._comes_back(data, value):
+            raise CodecError(
+                f"{self._name}: cannot encode {type(value).__name__} value: it would not "
+                "come back equal; pydantic writes a secret field as '**********' unless a "
+                "field_serializer writes the secret itself"
+            )
+        return data
+
+    def _comes_back(self, data: bytes, value: V) -> bool:
+        """Whether ``data`` decodes to a value equal to ``value``."""
+        try:
+            return bool(self._adapter.validate_json(data, strict=True) == value)
+        except Exception:
+            return False
 
     def decode(self, data: bytes) -> V:
         """The value in ``data``, validated strictly; a misfit is a ``CodecError``."""
@@ -112,6 +155,10 @@ class PydanticCodec(Generic[V]):
             ) from exc
         except RecursionError as exc:
             raise CodecError(f"{self._name}: data is nested too deeply: {exc!r}") from exc
+        except Exception as exc:
+            # A model validator that raises something pydantic does not turn into a
+            # ValidationError (an IndexError, say): the entry does not decode all the same.
+            raise CodecError(f"{self._name}: validating the data raised {exc!r}") from exc
 
     def __repr__(self) -> str:
         return f"PydanticCodec({_type_name(self._type)})"

@@ -829,6 +829,47 @@ def test_an_enum_in_a_union_with_an_arm_of_none_of_its_values_round_trips() -> N
         assert codec.decode(codec.encode(value)) == value
 
 
+def test_an_enum_declines_an_array_or_object_so_a_later_arm_can_decode_it() -> None:
+    # Arrays and objects are unhashable: looking them up among the members raised
+    # TypeError, which escaped get and get_or_load instead of counting as a miss.
+    with pytest.raises(CodecError, match=r"\$: an array is not a value of Status"):
+        JsonCodec(Status).decode(b"[1]")
+    with pytest.raises(CodecError, match=r"\$: an object is not a value of Status"):
+        JsonCodec(Status).decode(b'{"a":1}')
+    cases: list[tuple[Any, object]] = [
+        (Status | list[int], [1]),
+        (Status | dict[str, int], {"a": 1}),
+        (Status | Address, Address("Springfield", 12345)),
+    ]
+    for type_, value in cases:
+        codec: JsonCodec[Any] = JsonCodec(type_)
+        assert codec.decode(codec.encode(value)) == value
+        assert codec.decode(codec.encode(Status.BANNED)) is Status.BANNED
+
+
+def test_a_float_refuses_an_integer_it_cannot_hold_exactly() -> None:
+    codec = JsonCodec(float)
+    assert codec.decode(codec.encode(2**53)) == 2**53
+    with pytest.raises(CodecError, match=r"the integer 9007199254740993 has no exact float"):
+        codec.encode(2**53 + 1)
+    with pytest.raises(CodecError, match=r"the integer 9007199254740993 has no exact float"):
+        codec.decode(b"9007199254740993")
+
+
+def test_a_dataclass_whose_constructor_takes_an_init_var_is_refused() -> None:
+    @dataclass
+    class Money:
+        cents: int
+        currency: dataclasses.InitVar[str]
+
+        def __post_init__(self, currency: str) -> None:
+            pass
+
+    # The InitVar is never stored, so no entry could be rebuilt: every read would miss.
+    with pytest.raises(TypeError, match="Money takes currency in its constructor"):
+        JsonCodec(Money)
+
+
 @pytest.mark.parametrize(
     ("type_", "fragment"),
     [

@@ -204,12 +204,57 @@ def test_an_int_past_64_bits_is_a_codec_error_in_msgpack() -> None:
 
 
 def test_a_field_of_the_wrong_type_is_written_but_fails_to_decode() -> None:
-    """msgspec does not check fields on encode: the entry is a miss, never a wrong value."""
+    """msgspec does not check fields on encode: a value that does not fit is a miss."""
     codec = MsgspecCodec(Account)
     account = sample_account()
     account.email = 5  # type: ignore[assignment]
     with pytest.raises(CodecError, match=r"Expected `str`, got `int` - at `\$.email`"):
         codec.decode(codec.encode(account))
+
+
+def test_a_field_of_another_type_that_fits_comes_back_converted_as_documented() -> None:
+    """The module docstring's list of conversions: what a field of another type that
+    still fits the declared one comes back as."""
+
+    class Row(msgspec.Struct):
+        name: str
+        tags: list[str]
+        score: float
+
+    row = Row(name=UUID(int=1), tags=("a",), score=2**53 + 1)  # type: ignore[arg-type]
+    for format in ("json", "msgpack"):
+        back = MsgspecCodec(Row, format=format).decode(MsgspecCodec(Row, format=format).encode(row))
+        assert back == Row(name=str(UUID(int=1)), tags=["a"], score=float(2**53))
+
+
+def test_a_post_init_raising_anything_else_is_a_codec_error_too() -> None:
+    class Rules(msgspec.Struct):
+        items: list[int]
+
+        def __post_init__(self) -> None:
+            self.items[0]  # IndexError on an empty list, which msgspec lets through
+
+    with pytest.raises(CodecError, match=r"building the value raised IndexError"):
+        MsgspecCodec(Rules).decode(b'{"items":[]}')
+
+
+def test_a_subclass_instance_fails_to_encode_under_a_union_of_classes() -> None:
+    @dataclass
+    class Base:
+        id: int
+
+    @dataclass
+    class Sub(Base):
+        extra: str = "x"
+
+    for format in ("json", "msgpack"):
+        codec = MsgspecCodec(Base | None, format=format)
+        with pytest.raises(
+            CodecError, match=r"cannot encode Sub value: at \$: expected Base or None"
+        ):
+            codec.encode(Sub(1))
+        assert codec.decode(codec.encode(Base(1))) == Base(1)
+        assert codec.decode(codec.encode(None)) is None
 
 
 @pytest.mark.parametrize(

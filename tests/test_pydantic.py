@@ -15,6 +15,7 @@ import pydantic
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic.alias_generators import to_camel
 from typing_extensions import TypedDict  # pydantic's requirement before Python 3.12
 
 import cascache
@@ -214,6 +215,65 @@ def test_the_valid_prefix_above_is_valid() -> None:
 def test_a_failing_validator_is_a_codec_error() -> None:
     with pytest.raises(CodecError, match=r"at \$\.n: Value error, n must be positive"):
         PydanticCodec(Positive).decode(b'{"n":0}')
+
+
+def test_a_validator_raising_anything_else_is_a_codec_error_too() -> None:
+    class Order(pydantic.BaseModel):
+        items: list[int]
+
+        @pydantic.model_validator(mode="after")
+        def has_a_first_item(self) -> Order:
+            self.items[0]  # IndexError on an empty list, which pydantic lets through
+            return self
+
+    with pytest.raises(CodecError, match=r"validating the data raised IndexError"):
+        PydanticCodec(Order).decode(b'{"items":[]}')
+
+
+def test_a_subclass_instance_fails_to_encode_under_a_union_of_classes() -> None:
+    special = SpecialAccount(**sample_account().model_dump(), nickname="a")
+    codec = PydanticCodec(Account | None)
+    with pytest.raises(CodecError, match=r"at \$: expected Account or None"):
+        codec.encode(special)
+    assert codec.decode(codec.encode(None)) is None
+    assert codec.decode(codec.encode(sample_account())) == sample_account()
+
+
+def test_fields_with_aliases_round_trip() -> None:
+    class Camel(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(alias_generator=to_camel)
+        user_id: int
+        display_name: str = pydantic.Field(alias="shownAs")
+
+    codec = PydanticCodec(Camel)
+    value = Camel.model_validate({"userId": 1, "shownAs": "Ada"})
+    assert codec.encode(value) == b'{"userId":1,"shownAs":"Ada"}'
+    assert codec.decode(codec.encode(value)) == value
+
+
+def test_a_secret_is_never_cached_as_its_mask() -> None:
+    class Integration(pydantic.BaseModel):
+        id: int
+        api_key: pydantic.SecretStr
+
+    class Revealed(Integration):
+        @pydantic.field_serializer("api_key", when_used="json")
+        def reveal(self, key: pydantic.SecretStr) -> str:
+            return key.get_secret_value()
+
+    with pytest.raises(CodecError, match=r"would not come back equal.*'\*{10}'"):
+        PydanticCodec(Integration).encode(Integration(id=1, api_key="sk-1"))  # type: ignore[arg-type]
+    codec = PydanticCodec(Revealed)
+    value = Revealed(id=1, api_key="sk-1")  # type: ignore[arg-type]
+    assert codec.decode(codec.encode(value)).api_key.get_secret_value() == "sk-1"
+    cache = cascache.new(
+        cascache.Options(
+            namespace="secrets", provider=cascache.LocalStore(), codec=PydanticCodec(Integration)
+        )
+    )
+    loaded = cache.get_or_load("1", lambda: Integration(id=1, api_key="sk-1"))  # type: ignore[arg-type]
+    assert loaded.api_key.get_secret_value() == "sk-1"
+    assert cache.get("1") is None
 
 
 def test_decode_takes_bytes_like_data_but_nothing_else() -> None:
