@@ -270,17 +270,20 @@ class Core(SingleCore[V]):
         for their followers. Returns the loaded values."""
         # The effect is the loader's call alone (an async driver awaits what it returns);
         # the copy into a dict happens here, once the values are in.
+        flights = tuple(led.values())
+
+        def load() -> Mapping[str, V]:
+            return loader(list(keys))
+
+        run = (lambda: self.lead(flights, load)) if flights else load
         on_load = self.on_load
         started = time.perf_counter() if on_load is not None else 0.0
         loaded = dict(
             not_awaitable(
                 "get_many_or_load",
                 keys,
-                (
-                    yield from perform(
-                        Effect("source", "load_many", tuple(keys), lambda: loader(list(keys)))
-                    )
-                ),
+                (yield from perform(Effect("source", "load_many", tuple(keys), run))),
+                self.awaiting,
             )
         )
         if on_load is not None:

@@ -40,7 +40,7 @@ from __future__ import annotations
 import inspect
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence, Sized
 from enum import StrEnum
 from typing import Any, Generic, TypeVar, cast
 
@@ -437,13 +437,13 @@ class SingleCore(Generic[V]):
     ) -> Step[V]:
         """Load the source, then store the value conditionally under ``version`` (when
         there is one); as the leader of ``flight``, record both for its followers."""
-        run = loader if flight is None else (lambda: self.lead(flight, loader))
+        run = loader if flight is None else (lambda: self.lead((flight,), loader))
         on_load = self.on_load
         # Timed around the load effect as the step sees it: the loader's call (and, under
         # asyncio, the await of what it returned); only when a hook wants the duration.
         started = time.perf_counter() if on_load is not None else 0.0
         loaded: Any = yield Effect("source", "load", (key,), run)
-        value: V = not_awaitable("get_or_load", key, loaded)
+        value: V = not_awaitable("get_or_load", key, loaded, self.awaiting)
         if on_load is not None:
             call_hook(on_load, "get_or_load", (key,), time.perf_counter() - started)
         if flight is not None:
@@ -468,14 +468,17 @@ class SingleCore(Generic[V]):
         call_hook(event, op, key, error)
 
     @staticmethod
-    def lead(flight: Flight, loader: Callable[[], V]) -> V:
-        """Run the leader's loader, noting its thread: the loader calling back in for the
-        same key must load alone, not wait for itself."""
-        flight.loading_thread = threading.get_ident()
+    def lead(flights: Collection[Flight], load: Callable[[], R]) -> R:
+        """Run the leader's load, noting its thread on every flight it leads: the loader
+        calling back in for one of those keys must load alone, not wait for itself."""
+        thread = threading.get_ident()
+        for flight in flights:
+            flight.loading_thread = thread
         try:
-            return loader()
+            return load()
         finally:
-            flight.loading_thread = None
+            for flight in flights:
+                flight.loading_thread = None
 
     def wait_for(self, key: str, flight: Flight) -> Step[None]:
         """Wait, as one effect, until ``flight`` lands (awaited by the asyncio front end)."""
@@ -818,9 +821,13 @@ _PLAIN_TYPES: frozenset[type] = frozenset(
 """Types whose instances are never awaitable."""
 
 
-def not_awaitable(op: str, key: str | Sequence[str], value: R) -> R:
+def not_awaitable(op: str, key: str | Sequence[str], value: R, awaited: bool = False) -> R:
     """``value``, unless a loader handed back something to await: the sync driver cannot
-    await it, so it is closed (no "never awaited" warning) and refused, naming the fix."""
+    await it, so it is closed (no "never awaited" warning) and refused, naming the fix.
+
+    ``awaited``: the asyncio driver already awaited what the loader returned, so this is
+    an awaitable that the awaited result itself was.
+    """
     if type(value) in _PLAIN_TYPES:
         # Most loaders return one of these; asking ``inspect`` costs four times as much.
         return value
@@ -829,6 +836,12 @@ def not_awaitable(op: str, key: str | Sequence[str], value: R) -> R:
         if callable(close):
             close()
         where = key if isinstance(key, str) else keys_text(key)
+        if awaited:
+            raise TypeError(
+                f"cascache {op}({where!r}): awaiting the loader gave {type(value).__name__}, "
+                "which needs awaiting again: does the loader return a coroutine it did not "
+                "await?"
+            )
         raise TypeError(
             f"cascache {op}({where!r}): the loader returned {type(value).__name__}, which "
             "needs awaiting: use cascache.aio (AsyncCAS) for async loaders"

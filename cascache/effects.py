@@ -113,6 +113,11 @@ def drive(step: Step[T]) -> T:
                 result = effect.run()
             except Exception as exc:
                 effect = step.throw(_carried(exc))
+            except BaseException as exc:
+                # KeyboardInterrupt in a loader, say: into the operation too, as ``adrive``
+                # does, so its cleanup (landing a flight) runs now, not whenever the
+                # generator is collected. No handler in the protocol catches it.
+                effect = step.throw(exc)
             else:
                 effect = step.send(result)
     except StopIteration as stop:

@@ -22,6 +22,7 @@ joining rule and the proof are in :meth:`cascache.core.SingleCore.get_or_load`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 
@@ -75,7 +76,7 @@ class Flight:
         # events are made only when someone waits (most flights have no follower).
         self._lock = lock
         self._event: threading.Event | None = None
-        self._waiters: asyncio.Event | None = None
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] | None = None
 
     def is_landed(self) -> bool:
         """Whether the flight has landed (a follower's wait can complete)."""
@@ -93,22 +94,31 @@ class Flight:
         return self
 
     async def wait_async(self) -> Flight:
-        """Await, on the running event loop, until the flight lands; return it."""
+        """Await, on the running event loop, until the flight lands; return it.
+
+        Each follower waits on a future of its own loop: one cache may serve several
+        event loops (one per thread), and a leader on another loop's thread must wake
+        each one through its own loop.
+        """
+        loop = asyncio.get_running_loop()
         with self._lock:
             if self.landed:
                 return self
+            waiter: asyncio.Future[None] = loop.create_future()
             if self._waiters is None:
-                self._waiters = asyncio.Event()
-            waiters = self._waiters
-        await waiters.wait()
+                self._waiters = []
+            self._waiters.append((loop, waiter))
+        await waiter
         return self
 
     def _wake(self) -> None:
         """Wake every follower (called once the flight is marked landed)."""
         if self._event is not None:
             self._event.set()
-        if self._waiters is not None:
-            self._waiters.set()
+        for loop, waiter in self._waiters or ():
+            # A loop already closed has nobody left to wake.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, waiter)
 
     def __repr__(self) -> str:
         if not self.landed:
@@ -169,6 +179,12 @@ class Flights:
 
     def __len__(self) -> int:
         return len(self._flights)
+
+
+def _settle(waiter: asyncio.Future[None]) -> None:
+    """Complete a follower's wait, unless the follower was cancelled meanwhile."""
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def current_task() -> asyncio.Task[object] | None:

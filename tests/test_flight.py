@@ -165,6 +165,52 @@ def test_a_loader_that_calls_back_in_for_its_key_loads_alone() -> None:
     assert cache.get_or_load("k", outer) == "outer+inner"
 
 
+def _in_thread(call: Callable[[], object]) -> list[object]:
+    """Run ``call`` in a thread and wait at most 10 s: a hang fails the test, not the run."""
+    out: list[object] = []
+    thread = threading.Thread(target=lambda: out.append(call()), daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "the call hung"
+    return out
+
+
+def test_a_batch_loader_that_calls_back_in_for_one_of_its_keys_loads_alone() -> None:
+    cache = _sync()
+
+    def loader(keys: list[str]) -> dict[str, str]:
+        # Waiting for the batch's own flight of "a" would never end.
+        return {k: cache.get_or_load(k, lambda k=k: "v" + k) for k in keys}
+
+    assert _in_thread(lambda: cache.get_many_or_load(["a", "b"], loader)) == [
+        {"a": "va", "b": "vb"}
+    ]
+
+
+class Abort(BaseException):
+    """A ``KeyboardInterrupt`` stand-in that pytest does not treat as one."""
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["get_or_load", "get_many_or_load"])
+def test_a_leader_interrupted_by_a_base_exception_lands_its_flight(batch: bool) -> None:
+    cache = _sync()
+
+    def interrupted() -> Any:
+        raise Abort
+
+    kept: list[BaseException] = []  # as a REPL keeps sys.last_value: the generator lives
+    try:
+        if batch:
+            cache.get_many_or_load(["k"], lambda keys: interrupted())
+        else:
+            cache.get_or_load("k", interrupted)
+    except Abort as exc:
+        kept.append(exc)
+    assert len(kept) == 1
+    assert len(cache.core.flights or ()) == 0
+    assert _in_thread(lambda: cache.get_or_load("k", lambda: "fresh")) == ["fresh"]
+
+
 def test_a_failed_leader_leaves_its_followers_to_load() -> None:
     cache = _sync()
     loading = threading.Event()
@@ -299,6 +345,57 @@ def test_an_async_loader_that_calls_back_in_for_its_key_loads_alone() -> None:
         return await cache.get_or_load("k", outer)
 
     assert asyncio.run(scenario()) == "outer+inner"
+
+
+def test_followers_on_other_event_loops_are_woken() -> None:
+    """One cache shared by threads that each run their own event loop: the leader's
+    thread wakes each follower through the follower's own loop."""
+    cache = _local_async()
+    loading, release = threading.Event(), threading.Event()
+
+    async def slow() -> str:
+        loading.set()
+        await asyncio.to_thread(release.wait, 10)
+        return "v"
+
+    results: dict[str, object] = {}
+
+    def run(name: str, loader: Callable[[], Any]) -> threading.Thread:
+        def body() -> None:
+            results[name] = asyncio.run(cache.get_or_load("k", loader))
+
+        thread = threading.Thread(target=body, daemon=True)
+        thread.start()
+        return thread
+
+    leader = run("leader", slow)
+    assert loading.wait(10)
+    followers = [run(name, lambda: "own") for name in ("b", "c")]
+    deadline = time.monotonic() + 10
+    while cache.core.flights is not None and time.monotonic() < deadline:
+        flight = cache.core.flights._flights.get("k")
+        if flight is not None and len(flight._waiters or ()) == 2:
+            break
+        time.sleep(0.01)
+    release.set()
+    for thread in (leader, *followers):
+        thread.join(10)
+        assert not thread.is_alive(), "a follower on another loop was never woken"
+    assert results == {"leader": "v", "b": "v", "c": "v"}
+
+
+def test_an_awaited_loader_that_gives_a_coroutine_is_named_as_such() -> None:
+    async def fetch() -> str:
+        return "v"
+
+    async def forgot_await() -> Any:
+        return fetch()
+
+    async def scenario() -> None:
+        with pytest.raises(TypeError, match="awaiting the loader gave coroutine"):
+            await _local_async().get_or_load("k", forgot_await)
+
+    asyncio.run(scenario())
 
 
 # --- get_many_or_load ----------------------------------------------------------------------
