@@ -17,6 +17,7 @@ hash in hex, so braces inside user keys can never change which part Redis hashes
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Final
@@ -155,7 +156,7 @@ class KeySpace:
     :data:`KEY_CACHE_SIZE`).
     """
 
-    __slots__ = ("_cache", "_chars", "_frame", "_name_chars", "_size", "namespace")
+    __slots__ = ("_cache", "_chars", "_frame", "_lock", "_name_chars", "_size", "namespace")
 
     def __init__(self, namespace: str, cache_size: int = KEY_CACHE_SIZE) -> None:
         if not isinstance(cache_size, int) or isinstance(cache_size, bool) or cache_size < 0:
@@ -169,6 +170,9 @@ class KeySpace:
         # microseconds once the cache was full.
         self._cache: OrderedDict[str, CacheKey] = OrderedDict()
         self._chars = 0
+        # Every operation on every thread derives keys here: the bookkeeping of what the
+        # cache holds changes under this lock (a hit is one dict read, and needs none).
+        self._lock = threading.Lock()
 
     def single(self, key: str) -> CacheKey:
         """The value and version storage keys of the canonical ``key``."""
@@ -185,11 +189,15 @@ class KeySpace:
         if chars > KEY_CACHE_CHARS // 16:
             return derived
         cache = self._cache
-        while cache and (len(cache) >= self._size or self._chars + chars > KEY_CACHE_CHARS):
-            self._chars -= self._chars_of(cache.popitem(last=False)[0])
-        if self._size:
-            cache[plain] = derived
-            self._chars += chars
+        with self._lock:
+            found = cache.get(plain)
+            if found is not None:  # another thread derived it meanwhile
+                return found
+            while cache and (len(cache) >= self._size or self._chars + chars > KEY_CACHE_CHARS):
+                self._chars -= self._chars_of(cache.popitem(last=False)[0])
+            if self._size:
+                cache[plain] = derived
+                self._chars += chars
         return derived
 
     def names_of(self, key: str) -> tuple[str, str]:
@@ -225,8 +233,9 @@ class KeySpace:
 
     def clear(self) -> None:
         """Forget the cached storage names (they are derived again on demand)."""
-        self._cache.clear()
-        self._chars = 0
+        with self._lock:
+            self._cache.clear()
+            self._chars = 0
 
 
 def _glob_escape(text: str) -> str:

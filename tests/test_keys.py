@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 import random
 import re
+import sys
+import threading
 
 import pytest
 from hypothesis import assume, given
@@ -217,6 +219,29 @@ def test_different_keys_get_different_tags() -> None:
     space = KeySpace("ns")
     tags = {tag_of(space.single(f"key-{i}").value) for i in range(64)}
     assert len(tags) == 64
+
+
+def test_threads_deriving_keys_keep_the_name_cache_accounting_exact() -> None:
+    # Every operation on every thread derives keys: without the lock, two threads adding
+    # the same new key counted it twice, and evictions raced (the bound drifted).
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        space = KeySpace("ns", cache_size=64)
+
+        def derive() -> None:
+            for i in range(5000):
+                space.single(f"k{i % 1000}")
+
+        threads = [threading.Thread(target=derive) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(previous)
+    assert len(space._cache) == 64
+    assert space._chars == sum(space._chars_of(key) for key in space._cache)
 
 
 def test_long_keys_cannot_make_the_name_cache_large() -> None:
