@@ -11,6 +11,11 @@ arguments, each a ``str``, ``int``, ``float``, ``bool``, ``None`` or enum member
 whose ``repr`` is stable and says what they are); anything else needs an explicit
 ``key=`` function taking the same arguments. ``invalidate`` takes the same arguments as
 the function and builds the same key.
+
+Default keys are typed, like ``functools.lru_cache(typed=True)``: ``f(42)`` and
+``f(42.0)``, or ``f(Category.BOOKS)`` (a ``StrEnum``) and ``f("books")``, are different
+keys, so ``f.invalidate("books")`` does not reach ``f(Category.BOOKS)``. Invalidate with
+arguments of the types the calls use, or give ``key=`` a function that normalises them.
 """
 
 from __future__ import annotations

@@ -38,6 +38,10 @@ index entry, the record, the fence and the expiry (measured on CPython 3.11 with
 ``tracemalloc``: 325-350 bytes, and up to 420 once evictions have left the index larger
 than the records it holds)."""
 
+MIN_BYTES: Final = 1024
+"""The smallest ``max_bytes`` a :class:`LocalStore` takes: room for a few records of short
+keys. Below it a store would evict each fence as soon as it made it, and hold nothing."""
+
 _KIND_AT: Final = len("cas:{") + TAG_HEX + len("}:")
 """Where the kind letter sits in every storage name (``cascache.keys``)."""
 
@@ -56,9 +60,10 @@ class LocalStore:
 
     * **Size**: each record is charged its frame's length, its key's length and
       :data:`RECORD_OVERHEAD`, so ``max_bytes`` bounds the heap the store holds (within a
-      few percent on CPython 3.11). Past it, the least recently used records are evicted,
-      frames and fences together (safe: a lost fence only causes misses). A frame too
-      large to fit alone is refused. Reads and writes count as use.
+      few percent on CPython 3.11; at least :data:`MIN_BYTES`). Past it, the least
+      recently used records are evicted, frames and fences together (safe: a lost fence
+      only causes misses). A frame too large to fit alone is refused. Reads and writes
+      count as use.
     * **TTL**: a frame set with ``ttl`` seconds (measured on ``clock``) is invisible once
       ``clock() >= set time + ttl``; it is dropped when next touched or evicted, and the
       key's fence stays.
@@ -79,8 +84,11 @@ class LocalStore:
     def __init__(
         self, max_bytes: int = 64 << 20, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 1:
-            raise ValueError(f"LocalStore max_bytes must be an int >= 1, got {max_bytes!r}")
+        if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < MIN_BYTES:
+            raise ValueError(
+                f"LocalStore max_bytes must be an int >= {MIN_BYTES} (each key's record takes "
+                f"{RECORD_OVERHEAD} bytes beyond its key and frame), got {max_bytes!r}"
+            )
         if not callable(clock):
             raise ValueError(
                 f"LocalStore clock must be a callable returning seconds, got {clock!r}"

@@ -92,6 +92,32 @@ def test_the_default_key_spells_plain_arguments_and_refuses_others() -> None:
         f.key(1, 2.5, True, None, Color.RED, b"x")  # type: ignore[arg-type]
 
 
+def test_default_keys_are_typed_and_a_normalising_key_makes_invalidate_reach() -> None:
+    class Category(enum.StrEnum):
+        BOOKS = "books"
+
+    cache = cascache.new(cascache.Options(namespace="t", provider=LocalStore(), codec=JsonCodec()))
+    source = {"books": "v1"}
+
+    @cached(cache)
+    def typed(category: str) -> str:
+        return source[category]
+
+    @cached(cache, key=lambda category: f"category:{str.__str__(category)}")
+    def normalised(category: str) -> str:
+        return source[category]
+
+    assert typed.key(Category.BOOKS) != typed.key("books")  # documented: typed keys
+    assert typed.key(42) != typed.key(42.0)  # type: ignore[arg-type]
+    for function in (typed, normalised):
+        assert function(Category.BOOKS) == "v1"
+    source["books"] = "v2"
+    typed.invalidate("books")
+    normalised.invalidate("books")
+    assert typed(Category.BOOKS) == "v1", "typed: a str invalidate does not reach the enum's key"
+    assert normalised(Category.BOOKS) == "v2"
+
+
 def test_a_custom_key_and_its_errors() -> None:
     cache = cascache.new(cascache.Options(namespace="k", provider=LocalStore(), codec=JsonCodec()))
 

@@ -14,7 +14,7 @@ from cascache import ConfigError, JsonCodec, LocalStore, Options, WriteOutcome
 from cascache.fence import Version, new_fence
 from cascache.genstore import GenStore
 from cascache.keys import CacheKey, KeySpace
-from cascache.local import RECORD_OVERHEAD
+from cascache.local import MIN_BYTES, RECORD_OVERHEAD
 from cascache.mutator import BatchReader, KeyInvalidator, KeyReader, KeyWriter
 from cascache.provider import AddProvider, BulkDeleteProvider, ManyProvider, Provider
 from tests.conftest import heap_growth
@@ -61,9 +61,10 @@ def test_implements_every_store_interface(store: LocalStore) -> None:
         assert isinstance(store, interface), interface.__name__
 
 
-@pytest.mark.parametrize("max_bytes", [0, -1, 1.5, True, "1"])
+@pytest.mark.parametrize("max_bytes", [0, -1, 1.5, True, "1", 256, MIN_BYTES - 1])
 def test_rejects_bad_max_bytes(max_bytes: object) -> None:
-    with pytest.raises(ValueError, match="LocalStore max_bytes must be an int >= 1"):
+    # Below MIN_BYTES a store evicted each fence as it made it: every write a mismatch.
+    with pytest.raises(ValueError, match=f"LocalStore max_bytes must be an int >= {MIN_BYTES}"):
         LocalStore(max_bytes=max_bytes)  # type: ignore[arg-type]
 
 
@@ -155,19 +156,20 @@ def test_invalidate_of_an_unknown_key_installs_a_fence(store: LocalStore) -> Non
 
 
 def test_a_frame_too_large_to_fit_is_refused_and_the_old_one_dropped(clock: FakeClock) -> None:
-    store = LocalStore(max_bytes=RECORD_OVERHEAD + 100, clock=clock)
+    store = LocalStore(max_bytes=MIN_BYTES, clock=clock)
     store.bind(KeySpace(NS))
     ck = names("k")
     fence = store.snapshot(ck.version)
     assert store.write_if_version(ck, b"small", fence, None) is True
-    assert store.write_if_version(ck, bytes(200), fence, None) is None
+    assert store.write_if_version(ck, bytes(MIN_BYTES - RECORD_OVERHEAD), fence, None) is None
     assert store.read(ck) == (None, fence)
 
 
 def test_a_refused_frame_is_reported_as_provider_rejected() -> None:
-    c = cache(LocalStore(max_bytes=RECORD_OVERHEAD + 100))
+    c = cache(LocalStore(max_bytes=MIN_BYTES))
     version = c.snapshot_version("k")
-    assert c.set_if_version("k", "x" * 500, version).outcome is WriteOutcome.PROVIDER_REJECTED
+    too_big = "x" * MIN_BYTES
+    assert c.set_if_version("k", too_big, version).outcome is WriteOutcome.PROVIDER_REJECTED
     assert c.set_if_version("k", "x", version).outcome is WriteOutcome.STORED
 
 
