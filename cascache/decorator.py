@@ -28,7 +28,7 @@ from typing import Generic, ParamSpec, TypeVar, cast, overload
 
 from cascache.aio import AsyncCAS
 from cascache.cache import CAS
-from cascache.options import TTL
+from cascache.options import TTL, ttl_seconds
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -184,8 +184,10 @@ def cached(
         cache: where the results live; its codec must encode the function's results.
         key: builds the cache key from the call's arguments (default: the function's
             qualified name and its bound arguments, see the module doc).
-        ttl: lifetime of each result (default: the cache's ``default_ttl``).
+        ttl: lifetime of each result (default: the cache's ``default_ttl``); a TTL the
+            cache would refuse is a ``ConfigError`` here, not at the first call.
     """
+    ttl_seconds("cascache.cached ttl", ttl)
     if isinstance(cache, AsyncCAS):
         async_cache = cache
 

@@ -18,10 +18,12 @@ Strictness both ways, so what comes back is what went in:
   come back as the base class.
 * Fields are written under their aliases (``by_alias=True``), the names ``validate_json``
   reads, so a model with ``Field(alias=...)`` or an ``alias_generator`` round-trips.
-* pydantic writes a ``SecretStr``, ``SecretBytes`` or ``Secret`` as ``"**********"``. For a
-  type that holds one, ``encode`` validates what it wrote and refuses (``CodecError``) a
-  value that would not come back equal, rather than cache the mask in place of the
-  secret; a ``field_serializer`` that writes the secret makes such a model cacheable.
+* pydantic writes a ``SecretStr``, ``SecretBytes`` or ``Secret`` as ``"**********"``, and
+  leaves out a field declared ``Field(exclude=True)``. For a type that holds either,
+  ``encode`` validates what it wrote and refuses (``CodecError``) a value that would not
+  come back equal, rather than cache the mask in place of the secret or the default in
+  place of the field; a ``field_serializer`` that writes the secret makes such a model
+  cacheable.
 
 pydantic's JSON keeps a ``datetime``'s offset (UTC is written ``Z``) and a ``Decimal``'s
 digits (as a string). It writes a NaN or infinite float as ``null`` by default, which then
@@ -69,17 +71,20 @@ _SECRETS: tuple[type, ...] = tuple(
 """The types pydantic writes as a mask instead of their value."""
 
 
-def _holds_secret(schema: object, seen: set[int]) -> bool:
-    """Whether a pydantic core schema refers to one of :data:`_SECRETS` anywhere."""
+def _lossy(schema: object, seen: set[int]) -> bool:
+    """Whether a pydantic core schema may write less than a value holds: it refers to one
+    of :data:`_SECRETS`, or leaves a field out (``Field(exclude=True)``)."""
     if id(schema) in seen:
         return False
     seen.add(id(schema))
     if isinstance(schema, type):
         return issubclass(schema, _SECRETS)
     if isinstance(schema, dict):
-        return any(_holds_secret(item, seen) for item in schema.values())
+        if schema.get("serialization_exclude") is True:
+            return True
+        return any(_lossy(item, seen) for item in schema.values())
     if isinstance(schema, list | tuple):
-        return any(_holds_secret(item, seen) for item in schema)
+        return any(_lossy(item, seen) for item in schema)
     return False
 
 
@@ -103,7 +108,7 @@ class PydanticCodec(Generic[V]):
         self._type = type_
         self._name = f"PydanticCodec[{name}]"
         self._classes = _exact_classes(type_)
-        self._masks = _holds_secret(self._adapter.core_schema, set())
+        self._lossy = _lossy(self._adapter.core_schema, set())
 
     @property
     def type_(self) -> TypeForm[V]:
@@ -121,11 +126,12 @@ class PydanticCodec(Generic[V]):
             raise CodecError(
                 f"{self._name}: cannot encode {type(value).__name__} value: {detail}"
             ) from exc
-        if self._masks and not self._comes_back(data, value):
+        if self._lossy and not self._comes_back(data, value):
             raise CodecError(
                 f"{self._name}: cannot encode {type(value).__name__} value: it would not "
                 "come back equal; pydantic writes a secret field as '**********' unless a "
-                "field_serializer writes the secret itself"
+                "field_serializer writes the secret itself, and leaves out a field with "
+                "exclude=True"
             )
         return data
 

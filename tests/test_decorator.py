@@ -163,6 +163,13 @@ def test_the_wrong_kind_of_function_or_cache_is_refused() -> None:
         cached({})  # type: ignore[call-overload]
 
 
+@pytest.mark.parametrize("ttl", [-5, 0, True, "60"])
+def test_a_bad_ttl_is_refused_when_decorating(ttl: object) -> None:
+    cache = cascache.new(cascache.Options(namespace="t", provider=LocalStore(), codec=JsonCodec()))
+    with pytest.raises(cascache.ConfigError, match=r"cascache\.cached ttl"):
+        cached(cache, ttl=ttl)  # type: ignore[arg-type]
+
+
 def test_an_invalidate_failure_reaches_the_caller() -> None:
     class Down(cascache.LocalGenStore):
         def advance(self, key: str) -> cascache.Version:
