@@ -46,6 +46,10 @@ def unique_keys(op: str, keys: Iterable[str]) -> list[str]:
         raise TypeError(
             f"cascache {op}: keys must be a collection of str, not one {type(keys).__name__}"
         )
+    if not isinstance(keys, Iterable):
+        raise TypeError(
+            f"cascache {op}: keys must be a collection of str, got {type(keys).__name__}"
+        )
     return list(dict.fromkeys(canonical_key(op, key) for key in keys))
 
 
@@ -278,14 +282,19 @@ class Core(SingleCore[V]):
         run = (lambda: self.lead(flights, load)) if flights else load
         on_load = self.on_load
         started = time.perf_counter() if on_load is not None else 0.0
-        loaded = dict(
-            not_awaitable(
-                "get_many_or_load",
-                keys,
-                (yield from perform(Effect("source", "load_many", tuple(keys), run))),
-                self.awaiting,
-            )
+        got = not_awaitable(
+            "get_many_or_load",
+            keys,
+            (yield from perform(Effect("source", "load_many", tuple(keys), run))),
+            self.awaiting,
         )
+        if not isinstance(got, Mapping):
+            raise TypeError(
+                f"cascache get_many_or_load({keys_text(keys)}): the loader returned "
+                f"{type(got).__name__}; it must return a mapping of the keys it found to "
+                "their values"
+            )
+        loaded = dict(got)
         if on_load is not None:
             call_hook(on_load, "get_many_or_load", tuple(keys), time.perf_counter() - started)
         for key, flight in led.items():
@@ -465,6 +474,11 @@ class Core(SingleCore[V]):
 
     def check_items(self, items: Iterable[VersionedValue[V]]) -> list[VersionedValue[V]]:
         """Validate batch items; a key given twice is an error, not a silent overwrite."""
+        if not isinstance(items, Iterable):
+            raise TypeError(
+                "cascache set_if_versions: items must be a collection of VersionedValue, "
+                f"got {type(items).__name__}"
+            )
         batch: list[VersionedValue[V]] = []
         seen: set[str] = set()
         for item in items:

@@ -835,15 +835,15 @@ def not_awaitable(op: str, key: str | Sequence[str], value: R, awaited: bool = F
         close = getattr(value, "close", None)
         if callable(close):
             close()
-        where = key if isinstance(key, str) else keys_text(key)
+        where = repr(key) if isinstance(key, str) else keys_text(key)
         if awaited:
             raise TypeError(
-                f"cascache {op}({where!r}): awaiting the loader gave {type(value).__name__}, "
+                f"cascache {op}({where}): awaiting the loader gave {type(value).__name__}, "
                 "which needs awaiting again: does the loader return a coroutine it did not "
                 "await?"
             )
         raise TypeError(
-            f"cascache {op}({where!r}): the loader returned {type(value).__name__}, which "
+            f"cascache {op}({where}): the loader returned {type(value).__name__}, which "
             "needs awaiting: use cascache.aio (AsyncCAS) for async loaders"
         )
     return value

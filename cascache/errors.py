@@ -44,6 +44,8 @@ class _KeyedError(CascacheError):
 
     def __init__(self, op: str, key: str | Sequence[str], detail: str) -> None:
         self.op = op
+        # The key as given (one str, or the batch's keys), to rebuild the error from.
+        self._given: str | tuple[str, ...] = key if isinstance(key, str) else tuple(key)
         self.keys: tuple[str, ...] = (key,) if isinstance(key, str) else tuple(key)
         self.key = key if isinstance(key, str) else describe_keys(self.keys)
         named = _quoted(key) if isinstance(key, str) else self.key
@@ -67,6 +69,11 @@ class OpError(_KeyedError):
         self.cause = cause
         self.__cause__ = cause
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Exceptions pickle as ``type(*args)``, and args is the message alone: without
+        # this, an error raised in a process pool's worker breaks the pool.
+        return type(self), (self.op, self._given, self.cause), self.__dict__
+
 
 class EncodeError(OpError):
     """The codec refused a value the cache was asked to store: nothing was written.
@@ -88,6 +95,9 @@ class ClosedError(_KeyedError):
 
     def __init__(self, op: str, key: str | Sequence[str]) -> None:
         super().__init__(op, key, ": the cache is closed")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return type(self), (self.op, self._given), self.__dict__
 
 
 class InvalidateError(CascacheError):
@@ -121,6 +131,9 @@ class InvalidateError(CascacheError):
         self.advance_error = advance_error
         self.delete_error = delete_error
         self.__cause__ = advance_error
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return type(self), (self.key, self.advance_error, self.delete_error), self.__dict__
 
 
 SHOWN_KEYS = 3

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from cascache.errors import describe_keys
+from cascache.errors import ConfigError, describe_keys
 from cascache.results import WriteOutcome
 
 TRAFFIC_EVENTS: Final = ("hit", "miss", "load", "write", "invalidate")
@@ -249,7 +249,22 @@ class _FanOut(Hooks):
 
 
 def fan_out(*hooks: Hooks) -> Hooks:
-    """One hook that forwards every event to each of ``hooks`` in order."""
+    """One hook that forwards every event to each of ``hooks`` in order.
+
+    Raises ``ConfigError`` naming the first argument that is not a :class:`Hooks`
+    instance (a class given for its instance, say), as ``Options.hooks`` would.
+    """
+    for position, hook in enumerate(hooks, 1):
+        if not isinstance(hook, Hooks):
+            if isinstance(hook, type) and issubclass(hook, Hooks):
+                raise ConfigError(
+                    f"fan_out argument {position} must be an instance, got the class "
+                    f"{hook.__name__}: write {hook.__name__}()"
+                )
+            raise ConfigError(
+                f"fan_out argument {position} must be a cascache.Hooks (subclass it), "
+                f"got {type(hook).__name__}"
+            )
     return _FanOut(hooks)
 
 

@@ -680,6 +680,31 @@ def test_keys_given_as_one_string_is_type_error(topology: Topology, keys: Any) -
         cache.get_many_or_load(keys, lambda ks: {})
 
 
+@pytest.mark.parametrize("keys", [None, 123])
+def test_keys_that_are_no_collection_are_a_type_error_naming_the_call(
+    topology: Topology, keys: Any
+) -> None:
+    cache = topology()
+    for call, name in [
+        (lambda: cache.get_many(keys), "get_many"),
+        (lambda: cache.snapshot_versions(keys), "snapshot_versions"),
+        (lambda: cache.get_many_or_load(keys, lambda ks: {}), "get_many_or_load"),
+    ]:
+        with pytest.raises(TypeError, match=rf"cascache {name}: keys must be a collection"):
+            call()
+    with pytest.raises(TypeError, match=r"set_if_versions: items must be a collection"):
+        cache.set_if_versions(keys)
+
+
+@pytest.mark.parametrize("returned", [None, 5, [("a", "x")]])
+def test_a_batch_loader_that_returns_no_mapping_is_a_type_error_naming_the_call(
+    topology: Topology, returned: object
+) -> None:
+    cache = topology()
+    with pytest.raises(TypeError, match=r"get_many_or_load\('a', 'b'\): the loader returned"):
+        cache.get_many_or_load(["a", "b"], lambda ks: returned)  # type: ignore[arg-type,return-value]
+
+
 def test_get_many_or_load(topology: Topology) -> None:
     cache = topology()
     fill(cache, "a", "cached")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import re
 import threading
 import time
 import uuid
@@ -174,6 +175,20 @@ def test_fan_out_of_nothing_and_nested() -> None:
     log: list[tuple[str, str, tuple[Any, ...]]] = []
     emit(fan_out(fan_out(Recorder("inner", log)), Recorder("outer", log)))
     assert [tag for tag, _, _ in log] == ["inner", "outer"] * len(EVENTS)
+
+
+@pytest.mark.parametrize(
+    ("member", "fragment"),
+    [
+        (cascache.Counters, "argument 2 must be an instance, got the class Counters"),
+        (None, "argument 2 must be a cascache.Hooks (subclass it), got NoneType"),
+        ("x", "argument 2 must be a cascache.Hooks (subclass it), got str"),
+    ],
+)
+def test_fan_out_refuses_what_is_not_a_hook(member: object, fragment: str) -> None:
+    # Accepted before: every event then failed (and was only logged), or new() crashed.
+    with pytest.raises(cascache.ConfigError, match=re.escape(fragment)):
+        fan_out(Hooks(), member)  # type: ignore[arg-type]
 
 
 def test_a_raising_hook_is_swallowed_and_logged(caplog: pytest.LogCaptureFixture) -> None:
