@@ -21,6 +21,7 @@ from typing import TypeVar
 
 import cascache
 from cascache.cache import CAS
+from cascache.errors import ConfigError
 from cascache.options import TTL, Settings, ttl_seconds, wrong_options
 from cascache.redis.genstore import RedisGenStore
 from cascache.redis.mutator import RedisKeyMutator
@@ -109,6 +110,15 @@ class RedisSettings(Settings[V]):
     wait_timeout: TTL = 1.0
     check_persistence: bool = True
 
+    def check_flags(self, owner: str) -> None:
+        """Raise ``ConfigError`` unless ``close_client`` and ``check_persistence`` are
+        bools (a truthy string would close a client the cache was told not to own)."""
+        for name in ("close_client", "check_persistence"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(
+                    f"{owner}: Options.{name} must be True or False, got {getattr(self, name)!r}"
+                )
+
     def entry_version_ttl(self) -> float | None:
         """``version_ttl`` in seconds, ``"auto"`` resolved against the entry TTLs."""
         entry_ttls = [
@@ -165,6 +175,7 @@ def cache_options(options: Options[V]) -> cascache.Options[V]:
     """
     if not isinstance(options, Options):
         raise wrong_options("cascache.redis.new", "cascache.redis.Options", options)
+    options.check_flags("cascache.redis.new")
     client = check_client(options.client, "cascache.redis.new")
     version_ttl = options.entry_version_ttl()
     mutator = RedisKeyMutator(

@@ -113,6 +113,7 @@ def cache_options(options: Options[V]) -> AsyncOptions[V]:
     provider, version store and key mutator on one client."""
     if not isinstance(options, Options):
         raise wrong_options("cascache.redis.aio.new", "cascache.redis.aio.Options", options)
+    options.check_flags("cascache.redis.aio.new")
     client = check_async_client(options.client, "cascache.redis.aio.new")
     version_ttl = options.entry_version_ttl()
     mutator = AsyncRedisKeyMutator(

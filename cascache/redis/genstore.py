@@ -2,8 +2,8 @@
 
 Each version key (``CacheKey.version``) holds one fence as its raw 16 bytes. ``snapshot``
 is a Lua GET-or-create, so a filler always leaves with a concrete fence in one round trip;
-``advance`` overwrites the key with a fresh fence; ``current`` is a plain GET and never
-creates anything.
+``advance`` overwrites the key with a fresh fence; ``current`` reads the key (an ``MGET``
+of one, see :meth:`RedisGenStore.current`) and never creates anything.
 
 Fences are random and never reused, so losing a version key (eviction under
 ``maxmemory``, ``FLUSHALL``, a restart without persistence, or ``version_ttl``) only

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import cast
 
+import redis.asyncio.cluster
 from redis.exceptions import NoScriptError
 
 from cascache.errors import ConfigError, ReplicationError, WireError
@@ -70,7 +72,11 @@ class KeyCommands:
             raise ConfigError(f"{owner} wait_replicas must be an int >= 0, got {wait_replicas!r}")
         self.wait_replicas = wait_replicas
         timeout = ttl_seconds(f"{owner} wait_timeout", wait_timeout)
-        assert timeout is not None
+        if timeout is None:
+            raise ConfigError(
+                f"{owner} wait_timeout must be seconds or a timedelta, got None (WAIT "
+                "needs a bound: an invalidate must not wait forever for a replica)"
+            )
         self.wait_ms = px_millis(timeout)
         self._ttl_arg = ttl_arg(self.version_ttl)
 
@@ -122,7 +128,8 @@ class KeyCommands:
 
     def _renewal(self, ttl: float | None) -> str:
         """The version TTL a stored write renews: ``version_ttl``, or twice the entry's
-        TTL when that is longer (so an entry never outlives its fence by design)."""
+        TTL when that is longer (so an entry with a TTL never outlives its fence; one
+        without a TTL misses once its fence expires, ``version_ttl`` after the write)."""
         if self.version_ttl is None or ttl is None or 2 * ttl <= self.version_ttl:
             return self._ttl_arg
         return ttl_arg(2 * ttl)
@@ -327,7 +334,13 @@ class AsyncRedisKeyMutator(AsyncClientUser):
         for attempt in range(2):
             pipe = pipeline_async(self._client)
             INVALIDATE.queue(pipe, keys, args)
-            node = self._client.get_node_from_key(key.value) if self._cluster else None  # type: ignore[union-attr]
+            node = None
+            if self._cluster:
+                cluster = cast(redis.asyncio.cluster.RedisCluster, self._client)
+                # The asyncio cluster client learns its slot map on its first command;
+                # until then it knows no node for the key. (Once it has, this returns.)
+                await cluster.initialize()
+                node = cluster.get_node_from_key(key.value)
             self._do.queue_wait(pipe, node)
             replies = await pipe.execute(raise_on_error=False)
             if self._do.retry_wait(replies, attempt):

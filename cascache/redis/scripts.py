@@ -354,7 +354,7 @@ def check_client(client: object, owner: str) -> Client:
             f"{owner} needs a redis.Redis or redis.cluster.RedisCluster client, "
             f"got {type(client).__name__}{_client_hint(client, 'redis.Redis')}"
         )
-    return _returning_bytes(client, owner)
+    return _reading_primaries(_returning_bytes(client, owner), owner)
 
 
 def _client_hint(client: object, builder: str) -> str:
@@ -378,7 +378,7 @@ def check_async_client(client: object, owner: str) -> AsyncClient:
             f"{owner} needs a redis.asyncio.Redis or redis.asyncio.cluster.RedisCluster "
             f"client, got {type(client).__name__}{_client_hint(client, 'redis.asyncio.Redis')}"
         )
-    return _returning_bytes(client, owner)
+    return _reading_primaries(_returning_bytes(client, owner), owner)
 
 
 C = TypeVar("C", Client, AsyncClient)
@@ -394,6 +394,28 @@ def _returning_bytes(client: C, owner: str) -> C:
         raise ConfigError(
             f"{owner} needs a client that returns bytes: create it with "
             "decode_responses=False (the default), not decode_responses=True"
+        )
+    return client
+
+
+def _reading_primaries(client: C, owner: str) -> C:
+    """``client``, unless it is a cluster client that sends reads to replicas.
+
+    An invalidate advances the fence on the primary; a replica that lags behind still
+    holds the old fence and its entry, so a read sent there would serve the old value
+    after the invalidate returned.
+    """
+    strategy = getattr(client, "load_balancing_strategy", None)
+    if getattr(client, "read_from_replicas", False) or strategy is not None:
+        setting = (
+            f"load_balancing_strategy={strategy}"
+            if strategy is not None
+            else "read_from_replicas=True"
+        )
+        raise ConfigError(
+            f"{owner} needs a cluster client that reads from primaries, got one built with "
+            f"{setting}: a lagging replica would serve a value older than an invalidate "
+            "that already returned; build the client without it"
         )
     return client
 

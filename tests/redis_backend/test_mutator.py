@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 
 import fakeredis
 import pytest
@@ -13,6 +14,7 @@ import redis.cluster
 
 import cascache
 import cascache.redis
+import cascache.redis.aio
 from cascache.errors import ConfigError
 from cascache.fence import Version, new_fence
 from cascache.keys import CacheKey, KeySpace
@@ -463,8 +465,31 @@ def test_config_errors_name_the_mutator(fake_redis: fakeredis.FakeRedis) -> None
         RedisKeyMutator(fake_redis, version_ttl=-1)
     with pytest.raises(ConfigError, match=r"^RedisKeyMutator wait_timeout must be"):
         RedisKeyMutator(fake_redis, wait_timeout=-1)
+    # None used to fail an assert (and under -O, later, with a TypeError).
+    with pytest.raises(ConfigError, match=r"^RedisKeyMutator wait_timeout must be .* got None"):
+        RedisKeyMutator(fake_redis, wait_timeout=None)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"^RedisKeyMutator needs a redis\.Redis"):
         RedisKeyMutator(object())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["close_client", "check_persistence"])
+def test_the_redis_flags_must_be_bools(fake_redis: fakeredis.FakeRedis, name: str) -> None:
+    # close_client="no" was truthy: closing the cache closed a client it did not own.
+    settings: dict[str, Any] = {name: "no"}
+    with pytest.raises(ConfigError, match=rf"Options\.{name} must be True or False, got 'no'"):
+        cascache.redis.new(
+            cascache.redis.Options(
+                namespace="f", client=fake_redis, codec=cascache.StrCodec(), **settings
+            )
+        )
+    async_client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+    with pytest.raises(ConfigError, match=rf"Options\.{name} must be True or False, got 'no'"):
+        cascache.redis.aio.cache_options(
+            cascache.redis.aio.Options(
+                namespace="f", client=async_client, codec=cascache.StrCodec(), **settings
+            )
+        )
+    assert fake_redis.ping()
 
 
 def test_wait_timeout_defaults_to_one_second(fake_redis: fakeredis.FakeRedis) -> None:

@@ -244,3 +244,69 @@ def test_an_asyncio_cluster_wait_goes_with_the_script_to_the_keys_primary(
         await cache.aclose()
 
     asyncio.run(scenario())
+
+
+def test_an_asyncio_cluster_invalidate_that_is_the_clients_first_command_waits(
+    redis_cluster_nodes: RedisCluster,
+) -> None:
+    # The asyncio cluster client learns its slot map on its first command: without the
+    # persistence check's reads first, the WAIT's node lookup failed on every invalidate.
+    node = redis_cluster_nodes.startup_nodes[0]
+
+    async def scenario() -> None:
+        client = redis.asyncio.cluster.RedisCluster(host=node.host, port=node.port)
+        cache = await cascache.redis.aio.new(
+            cascache.redis.aio.Options(
+                namespace="repl-aio-cold",
+                client=client,
+                codec=cascache.StrCodec(),
+                wait_replicas=1,
+                wait_timeout=0.05,
+                close_client=True,
+                check_persistence=False,
+            )
+        )
+        for _ in range(2):
+            with pytest.raises(cascache.InvalidateError) as raised:
+                await cache.invalidate("k")
+            assert isinstance(raised.value.advance_error, cascache.ReplicationError)
+            assert "0 of 1 replicas" in str(raised.value)
+        await cache.aclose()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.filterwarnings("ignore:Call to '__init__' function with deprecated usage")
+@pytest.mark.parametrize(
+    ("setting", "shown"),
+    [
+        ({"read_from_replicas": True}, "read_from_replicas=True"),
+        (
+            {"load_balancing_strategy": redis.cluster.LoadBalancingStrategy.RANDOM_REPLICA},
+            "load_balancing_strategy=",
+        ),
+    ],
+)
+def test_a_cluster_client_that_reads_from_replicas_is_refused(
+    redis_cluster_nodes: RedisCluster, setting: dict[str, object], shown: str
+) -> None:
+    # The invalidate advances the fence on the primary: a lagging replica still holds the
+    # old fence and entry, and served the old value after the invalidate returned.
+    node = redis_cluster_nodes.startup_nodes[0]
+    client = redis.cluster.RedisCluster(host=node.host, port=node.port, **setting)  # type: ignore[arg-type]
+    try:
+        for build in (
+            lambda: cascache.redis.new(
+                cascache.redis.Options(namespace="r", client=client, codec=cascache.StrCodec())
+            ),
+            lambda: cascache.redis.new_provider(client),
+            lambda: cascache.redis.new_gen_store(client),
+            lambda: cascache.redis.new_key_mutator(client),
+        ):
+            with pytest.raises(cascache.ConfigError, match=f"reads from primaries.*{shown}"):
+                build()
+    finally:
+        client.close()
+    async_client = redis.asyncio.cluster.RedisCluster(host=node.host, port=node.port, **setting)  # type: ignore[arg-type]
+    with pytest.raises(cascache.ConfigError, match=f"reads from primaries.*{shown}"):
+        cascache.redis.aio.new_provider(async_client)
