@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import shlex
 import sys
@@ -147,6 +148,27 @@ def _epilog() -> str:
     )
 
 
+SAMPLING_FLAGS = (
+    "--budget",
+    "--seed",
+    "--nodes",
+    "--faults",
+    "--redis-url",
+    "--no-real",
+    "--cluster",
+    "--backend",
+    "--examples",
+    "--steps",
+    "--rounds",
+    "--swarm-controls",
+    "--verbose",
+    "--coverage",
+    "--phase",
+    "--json",
+)
+"""The flags of the sampling audit, which ``--exhaustive`` refuses rather than ignore."""
+
+
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(
@@ -246,13 +268,41 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    if args.max_states is not None and args.max_states < 1:
+        parser.error(f"--max-states must be at least 1, got {args.max_states}")
     unexplored = set(args.topology or ()) - set(EXPLORABLE)
     if args.exhaustive and unexplored:
         parser.error(f"--exhaustive does not check {', '.join(sorted(unexplored))}")
+    dests = {flag: flag[2:].replace("-", "_") for flag in SAMPLING_FLAGS}
+    if args.exhaustive and (
+        unused := [
+            flag for flag, dest in dests.items() if getattr(args, dest) != parser.get_default(dest)
+        ]
+    ):
+        parser.error(
+            f"--exhaustive does not use {', '.join(unused)}: it checks every interleaving "
+            "of its scopes in process, with no budget, seed or sampling"
+        )
     if args.nodes < 1:
         parser.error("--nodes must be at least 1")
-    if args.budget <= 0:
-        parser.error("--budget must be positive")
+    if args.nodes < 2 and "per-node-local-versions" in (args.topology or TOPOLOGIES):
+        parser.error(
+            "--nodes 1 cannot show the per-node-local-versions control (it needs two nodes "
+            "sharing values): pass --nodes 2 or more, or name other topologies"
+        )
+    if not math.isfinite(args.budget) or args.budget <= 0:
+        parser.error(f"--budget must be a positive number of seconds, got {args.budget}")
+    if args.redis_url is not None:
+        import redis
+
+        try:
+            redis.Redis.from_url(args.redis_url).close()  # parses it; connects on use only
+        except ValueError as exc:
+            parser.error(f"--redis-url {args.redis_url!r}: {exc}")
+    if args.json is not None:
+        folder = os.path.dirname(os.path.abspath(args.json))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            parser.error(f"--json {args.json}: cannot write into {folder}")
     if args.examples < 1 or args.steps < 1 or (args.rounds is not None and args.rounds < 1):
         parser.error("--examples, --steps and --rounds must be at least 1")
     faults = set() if args.faults == "none" else set(filter(None, args.faults.split(",")))
@@ -299,6 +349,7 @@ def servers(args: argparse.Namespace) -> Iterator[dict[str, Connect]]:
     connects: dict[str, Connect] = {}
     with contextlib.ExitStack() as stack:
         if args.redis_url:
+            reachable(args.redis_url)
             connects["real"] = url_client(args.redis_url)
         elif not args.no_real and find_server_binary() is not None:
             server = stack.enter_context(RedisServer())
@@ -316,6 +367,19 @@ def servers(args: argparse.Namespace) -> Iterator[dict[str, Connect]]:
 
             connects["cluster"] = connect_cluster
         yield connects
+
+
+def reachable(url: str) -> None:
+    """Exit with a message unless the server at ``url`` answers ``PING``."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise SystemExit(f"cascache-audit: --redis-url {url}: {exc}") from None
+    finally:
+        client.close()
 
 
 def audit(args: argparse.Namespace, started: float | None = None) -> list[Row]:
@@ -539,6 +603,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         topologies = args.topology or EXPLORABLE
         return exhaustive(topologies, args.scope or [], variants, args.max_states, args.jobs)
     rows = audit(args, started)
+    if not rows:
+        print(
+            "audit: nothing to run: no target matches these options (a variant on a "
+            "topology it does not apply to, or a backend that is not there?)"
+        )
+        return 2
     print()
     print(table(rows))
     print()

@@ -1015,6 +1015,12 @@ def audit(
             shown.append((command(topology, scope.name), report))
             if (report.failure is not None) != expected or report.truncated:
                 bad.append(f"{topology} {scope.name}: {row(report, expected).split('|')[-2]}")
+    if not shown:
+        print(
+            "exhaustive: nothing to check: no scope matches these options (a variant on a "
+            "topology it does not apply to, or a scope not checked on that topology?)"
+        )
+        return 2
     for reproduce, report in shown:
         if report.failure is not None:
             print(f"\n--- {report.topology} {report.scope.name}: {report.scope.describe()}")

@@ -35,6 +35,53 @@ def test_an_unknown_fault_family_names_the_known_ones(capsys: pytest.CaptureFixt
 
 
 @pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--budget", "nan"], "--budget must be a positive number of seconds, got nan"),
+        (["--exhaustive", "--max-states", "-5"], "--max-states must be at least 1, got -5"),
+        (["--exhaustive", "--json", "out.json"], "--exhaustive does not use --json"),
+        (["--exhaustive", "--budget", "5", "--seed", "1"], "does not use --budget, --seed"),
+        (["--redis-url", "foo"], "--redis-url 'foo': Redis URL must specify one of"),
+        (["--json", "/nonexistent/dir/out.json"], "cannot write into /nonexistent/dir"),
+        (["--nodes", "1"], "--nodes 1 cannot show the per-node-local-versions control"),
+    ],
+)
+def test_options_that_could_not_work_are_refused_before_anything_runs(
+    capsys: pytest.CaptureFixture[str], argv: list[str], fragment: str
+) -> None:
+    # Each was accepted before: ignored, crashing after the run, or failing every time.
+    with pytest.raises(SystemExit) as exited:
+        parse(argv)
+    assert exited.value.code == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_one_node_is_fine_without_the_per_node_control() -> None:
+    assert parse(["--nodes", "1", "--topology", "local"]).nodes == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--variant", "write-creates-fence", "--topology", "local"],
+        ["--topology", "redis", "--backend", "cluster", "--no-real"],
+        ["--exhaustive", "--variant", "write-creates-fence", "--topology", "local"],
+    ],
+)
+def test_a_run_with_nothing_to_run_fails(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    # It printed "OK" with exit status 0: a CI job would have passed having checked nothing.
+    assert main(argv) == 2
+    assert "nothing to" in capsys.readouterr().out
+
+
+def test_an_unreachable_redis_url_is_one_line_not_a_traceback() -> None:
+    with pytest.raises(SystemExit, match=r"--redis-url redis://127\.0\.0\.1:1/0: .*111"):
+        main(["--redis-url", "redis://127.0.0.1:1/0", "--topology", "redis", "--budget", "3"])
+
+
+@pytest.mark.parametrize(
     ("variant", "expected_to_fail", "caught", "verdict", "unexpected"),
     [
         (None, False, False, "clean", False),
