@@ -73,10 +73,12 @@ class Core(SingleCore[V]):
         """The servable values of ``keys`` and, in request order, the keys that missed.
 
         ``report``: the operation whose hits and misses these are, for the ``hit`` and
-        ``miss`` hooks, fired once per key (``None``: not reported).
+        ``miss`` hooks, fired once per key (``None``: not reported), and which its errors
+        and other hooks name (``"get_many"`` when not reported).
         """
-        wanted = unique_keys("get_many", keys)
-        self.check_open("get_many", wanted)
+        op = "get_many" if report is None else report
+        wanted = unique_keys(op, keys)
+        self.check_open(op, wanted)
         if self.disabled or not wanted:
             if report is not None:
                 self.report_reads(report, wanted, {})
@@ -84,12 +86,12 @@ class Core(SingleCore[V]):
         found: dict[str, V] = {}
         fences: dict[str, Version | None] | None = None
         if self.batching and len(wanted) > 1:
-            found, fences = yield from self.read_batch(wanted)
+            found, fences = yield from self.read_batch(op, wanted)
         rest = [self.keys.single(key) for key in wanted if key not in found]
         if rest:
             # The fences read with the batch entry serve the single entries too: the keys'
             # fences are read once, and a missing batch entry costs one more round trip.
-            found.update((yield from self.read_singles("get_many", rest, fences)))
+            found.update((yield from self.read_singles(op, rest, fences)))
         if report is not None:
             self.report_reads(report, wanted, found)
         return found, [key for key in wanted if key not in found]
@@ -321,10 +323,11 @@ class Core(SingleCore[V]):
     # -- steps ------------------------------------------------------------------------
 
     def read_batch(
-        self, wanted: Sequence[str]
+        self, op: str, wanted: Sequence[str]
     ) -> Step[tuple[dict[str, V], dict[str, Version | None] | None]]:
         """Members served from the batch entry for ``wanted`` (the entry is dropped unless all
-        are), and the current fences of ``wanted`` if this step read them."""
+        are), and the current fences of ``wanted`` if this step read them; errors and hooks
+        name ``op``."""
         self.note_local_batch()
         name = self.keys.batch(wanted)
         cks = {key: self.keys.single(key) for key in wanted}
@@ -345,28 +348,28 @@ class Core(SingleCore[V]):
                     self.values("get", [name], lambda: self.provider.get(name))
                 )
         except Exception as exc:
-            raise OpError("get_many", wanted, exc) from exc
+            raise OpError(op, wanted, exc) from exc
         if blob is None:
             return {}, fences
         try:
             members = decode_batch(blob)
         except WireError as exc:
-            yield from self.drop_batch(wanted, name, f"corrupt batch entry: {exc}")
+            yield from self.drop_batch(op, wanted, name, f"corrupt batch entry: {exc}")
             return {}, fences
         if sorted(m.key for m in members) != sorted(wanted):
-            yield from self.drop_batch(wanted, name, "batch entry holds another member set")
+            yield from self.drop_batch(op, wanted, name, "batch entry holds another member set")
             return {}, fences
         if fences is None:
             try:
                 got = yield from self.current_many([cks[m.key] for m in members])
             except Exception as exc:
-                call_hook(self.hooks.version_snapshot_error, "get_many", keys_text(wanted), exc)
+                call_hook(self.hooks.version_snapshot_error, op, keys_text(wanted), exc)
                 return {}, None
             fences = {m.key: fence for m, fence in zip(members, got, strict=True)}
         served: dict[str, V] = {}
         fresh: list[tuple[CacheKey, Member]] = []
         rejected: list[str] = []
-        verdicts = self.servable(members, [fences[m.key] for m in members])
+        verdicts = self.servable(op, members, [fences[m.key] for m in members])
         for member, verdict in zip(members, verdicts, strict=True):
             if isinstance(verdict, str):
                 rejected.append(f"{member.key} ({verdict})")
@@ -375,30 +378,30 @@ class Core(SingleCore[V]):
                 fresh.append((cks[member.key], member))
         if rejected:
             reasons = "; ".join(rejected)
-            yield from self.drop_batch(wanted, name, f"members not servable: {reasons}")
-        yield from self.seed_after_read(fresh)
+            yield from self.drop_batch(op, wanted, name, f"members not servable: {reasons}")
+        yield from self.seed_after_read(op, fresh)
         return served, fences
 
     def servable(
-        self, members: Sequence[Member], fences: Sequence[Version | None]
+        self, op: str, members: Sequence[Member], fences: Sequence[Version | None]
     ) -> list[tuple[V] | str]:
         """Judge every member against its own current fence (DESIGN §3.7), by the same rule
         as a single entry: each verdict is the member's value in a 1-tuple, or why not."""
         guard = self.options.batch_read_guard
         return [
-            self.verdict("get_many", m.key, m.fence.to_bytes(), fence, m.payload, guard)
+            self.verdict(op, m.key, m.fence.to_bytes(), fence, m.payload, guard)
             for m, fence in zip(members, fences, strict=True)
         ]
 
-    def drop_batch(self, wanted: Sequence[str], name: str, reason: str) -> Step[None]:
+    def drop_batch(self, op: str, wanted: Sequence[str], name: str, reason: str) -> Step[None]:
         """Delete a batch entry that could not be served whole, and report it."""
         try:
             yield from perform(self.values("delete", [name], lambda: self.provider.delete(name)))
         except Exception as exc:
-            call_hook(self.hooks.cleanup_error, "get_many", keys_text(wanted), exc)
+            call_hook(self.hooks.cleanup_error, op, keys_text(wanted), exc)
         call_hook(self.hooks.batch_rejected, list(wanted), reason)
 
-    def seed_after_read(self, fresh: Sequence[tuple[CacheKey, Member]]) -> Step[None]:
+    def seed_after_read(self, op: str, fresh: Sequence[tuple[CacheKey, Member]]) -> Step[None]:
         """Write served batch members as single entries, stamped with their validated fence."""
         if self.read_seed is BatchReadSeed.OFF:
             return None
@@ -406,16 +409,16 @@ class Core(SingleCore[V]):
             frame = encode_single(member.fence, member.payload)
             try:
                 if self.read_seed is BatchReadSeed.IF_MISSING:
-                    yield from self.add(ck, frame)
+                    yield from self.add(op, ck, frame)
                 else:
-                    yield from self.store("get_many", ck.key, ck.value, frame, self.default_ttl)
+                    yield from self.store(op, ck.key, ck.value, frame, self.default_ttl)
             except CascacheError as exc:
                 # Seeding is an optimisation of a read that already succeeded.
-                call_hook(self.hooks.store_error, "get_many", ck.key, exc)
+                call_hook(self.hooks.store_error, op, ck.key, exc)
         return None
 
-    def add(self, ck: CacheKey, frame: bytes) -> Step[bool]:
-        """Store a stamped frame only where no single entry exists."""
+    def add(self, op: str, ck: CacheKey, frame: bytes) -> Step[bool]:
+        """Store a stamped frame only where no single entry exists (for ``op``'s errors)."""
         provider = self.provider
         assert isinstance(provider, AddProvider)  # checked by options.validate
         ttl = self.default_ttl
@@ -427,7 +430,7 @@ class Core(SingleCore[V]):
                 )
             )
         except Exception as exc:
-            raise OpError("get_many", ck.key, exc) from exc
+            raise OpError(op, ck.key, exc) from exc
 
     def seed_after_write(
         self, cks: Sequence[CacheKey], members: Sequence[Member], ttl: float | None

@@ -217,18 +217,21 @@ class SingleCore(Generic[V]):
         return hit
 
     def lookup(
-        self, key: str, report: str | None = "get"
+        self, key: str, report: str | None = "get", op: str | None = None
     ) -> Step[tuple[Hit[V] | None, Version | None]]:
         """``get``, and the current fence the read delivered (``None`` if it read none): a
         miss that read the fence has read what a snapshot taken at that moment would have
         returned. The sync ``get`` drives this step directly (one generator less).
 
         ``report``: the operation whose hit or miss this read is, for the ``hit``/``miss``
-        hooks (``None``: not reported, for a read that only checks a proof).
+        hooks (``None``: not reported, for a read that only checks a proof). ``op``: the
+        operation its errors and other hooks name (default: ``report``, else ``"get"``).
         """
-        key = canonical_key("get", key)
+        if op is None:
+            op = "get" if report is None else report
+        key = canonical_key(op, key)
         if self.closed:
-            raise ClosedError("get", key)
+            raise ClosedError(op, key)
         if self.disabled:
             if report is not None and self.on_miss is not None:
                 call_hook(self.on_miss, report, key)
@@ -244,17 +247,17 @@ class SingleCore(Generic[V]):
                 # Typed by annotation, not ``cast``: a cast is a call at run time.
                 reply: Any = yield Effect("redis", "read", ck.names, lambda: reader.read(ck))
             except Exception as exc:
-                raise OpError("get", key, exc) from exc
+                raise OpError(op, key, exc) from exc
             frame, current = reply
         else:
-            frame, current = yield from self.read_single("get", ck)
+            frame, current = yield from self.read_single(op, ck)
         if frame is None:
             if report is not None and self.on_miss is not None:
                 call_hook(self.on_miss, report, key)
             return None, current
-        hit, reason = self.judge("get", ck, frame, current)
+        hit, reason = self.judge(op, ck, frame, current)
         if reason is not None:
-            yield from self.drop("get", ck.key, ck.value, reason)
+            yield from self.drop(op, ck.key, ck.value, reason)
         if report is not None:
             # ``call_hook`` inlined: this is every hit's path, and the extra call would
             # double what counting a hit costs.
@@ -502,7 +505,7 @@ class SingleCore(Generic[V]):
             return True, cast(V, flight.value), None
         try:
             # A proof read, not the caller's hit or miss (its first read was that).
-            hit, current = yield from self.lookup(key, None)
+            hit, current = yield from self.lookup(key, None, op)
         except CascacheError as exc:
             call_hook(self.hooks.read_error, op, key, exc)
             return False, None, None

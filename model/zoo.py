@@ -335,9 +335,9 @@ class FirstMemberOnly(Core[V]):
     """#9 ``get_many`` validates only the first member of a batch entry."""
 
     def servable(
-        self, members: Sequence[Member], fences: Sequence[Version | None]
+        self, op: str, members: Sequence[Member], fences: Sequence[Version | None]
     ) -> list[tuple[V] | str]:
-        verdicts = super().servable(members, fences)
+        verdicts = super().servable(op, members, fences)
         if not verdicts or isinstance(verdicts[0], str):
             return verdicts
         rest: list[tuple[V] | str] = [(self.codec.decode(m.payload),) for m in members[1:]]

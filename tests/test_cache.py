@@ -540,7 +540,8 @@ def test_get_or_load_survives_cache_failure(topology: Topology) -> None:
     failures = hooks.of("read_error") + hooks.of("store_error")
     assert [(op, key) for op, key, _ in failures] == [("get_or_load", "k")] * 2
     assert all(isinstance(err, OpError) for _, _, err in failures)
-    assert [err.op for _, _, err in failures] == ["get", "set_if_version"]
+    # The read names the operation it served (it said "get" before).
+    assert [err.op for _, _, err in failures] == ["get_or_load", "set_if_version"]
     assert hooks.of("cleanup_error") == []
     # Version store down too: still the loaded value, nothing stored.
     versions = FaultyGenStore(topology.versions(), {"snapshot", "current"})
@@ -910,6 +911,21 @@ def test_read_guard_rejecting_is_a_miss_and_drops_the_entry(topology: Topology) 
     fill(cache, "bad", "banned")
     assert cache.get_many(["ok", "bad"]) == ({"ok": "fine"}, ["bad"])
     assert stored_bytes(cache, "bad") is None
+
+
+def test_a_fill_reports_its_read_under_its_own_operation(topology: Topology) -> None:
+    # Hooks and metrics label events by the public operation: a get_or_load's dropped
+    # entry said "get", and a get_many_or_load's "get_many".
+    hooks = Recorder()
+    cache = topology(read_guard=lambda key, value: value != "banned", hooks=hooks)
+    fill(cache, "k", "banned")
+    assert cache.get_or_load("k", lambda: "fine") == "fine"
+    fill(cache, "a", "banned")
+    assert cache.get_many_or_load(["a"], lambda keys: dict.fromkeys(keys, "fine")) == {"a": "fine"}
+    assert [(op, key) for op, key, _ in hooks.of("self_healed")] == [
+        ("get_or_load", "k"),
+        ("get_many_or_load", "a"),
+    ]
 
 
 def test_batch_read_guard_rejecting_is_a_miss_and_drops_the_entry(topology: Topology) -> None:
@@ -1845,7 +1861,7 @@ def test_report_get_or_load_read_failure() -> None:
     provider.failing = {"get"}
     assert cache.get_or_load("k", lambda: 1) == 1
     [(op, key, error)] = hooks.of("read_error")
-    assert (op, key) == ("get_or_load", "k") and _op_error(error, "get", "k")
+    assert (op, key) == ("get_or_load", "k") and _op_error(error, "get_or_load", "k")
     assert hooks.of("cleanup_error") == []
 
 
@@ -1857,7 +1873,7 @@ def test_report_get_many_or_load_read_failure() -> None:
         "b": 1,
     }
     [(op, key, error)] = hooks.of("read_error")
-    assert (op, key) == ("get_many_or_load", AB) and _op_error(error, "get_many", AB)
+    assert (op, key) == ("get_many_or_load", AB) and _op_error(error, "get_many_or_load", AB)
     assert hooks.of("cleanup_error") == []
 
 
@@ -2142,7 +2158,7 @@ def test_short_value_reply_fails_the_read() -> None:
         "b": 0,
     }
     [(op, key, error)] = hooks.of("read_error")
-    assert (op, key) == ("get_many_or_load", AB) and _op_error(error, "get_many", AB)
+    assert (op, key) == ("get_many_or_load", AB) and _op_error(error, "get_many_or_load", AB)
 
 
 @pytest.mark.parametrize("batch", [True, False])
