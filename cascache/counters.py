@@ -160,8 +160,10 @@ class Counters(Hooks):
             with self._lock:
                 self._live[ident] = cells
             self._local.cells, self._local.token = cells, token
-            # The thread's local storage (and the token) goes when the thread ends.
-            weakref.finalize(token, self._retire, ident)
+            # The thread's local storage (and the token) goes when the thread ends. The
+            # finalizer holds the counters weakly: a long-lived thread (the main thread)
+            # must not keep every Counters it ever counted on alive.
+            weakref.finalize(token, _retire, weakref.ref(self), ident)
         return cells
 
     def _retire(self, ident: int) -> None:
@@ -269,3 +271,10 @@ class Counters(Hooks):
     def __repr__(self) -> str:
         snap = self.snapshot()
         return f"Counters(hits={snap.hits}, misses={snap.misses}, errors={snap.errors})"
+
+
+def _retire(counters: weakref.ref[Counters], ident: int) -> None:
+    """Fold an ended thread's counts into its counters, if they still exist."""
+    alive = counters()
+    if alive is not None:
+        alive._retire(ident)

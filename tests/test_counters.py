@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import threading
+import weakref
 from typing import Any
 
 import pytest
@@ -201,6 +202,17 @@ def test_a_thread_that_counted_then_ended_is_not_kept() -> None:
     gc.collect()
     assert counters.snapshot().hits == 50
     assert len(counters._live) <= 1  # every ended thread's cells were folded
+
+
+def test_counters_that_counted_on_a_living_thread_are_freed_with_their_last_reference() -> None:
+    # The thread's finalizer held the counters strongly: every Counters ever counted on
+    # the main thread (or a pool thread) stayed alive as long as that thread.
+    counters = Counters()
+    counters.hit("get", "k")
+    gone = weakref.ref(counters)
+    del counters
+    gc.collect()
+    assert gone() is None
 
 
 def test_counters_compose_with_other_hooks() -> None:
