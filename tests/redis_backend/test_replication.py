@@ -216,23 +216,29 @@ def test_too_few_replicas_fails_an_asyncio_invalidate(
     asyncio.run(scenario())
 
 
+async def _waiting_cluster_cache(
+    nodes: RedisCluster, namespace: str, check_persistence: bool = True
+) -> AsyncCAS[str]:
+    """An asyncio cache on a new client of the session's cluster, waiting for 1 replica."""
+    node = nodes.startup_nodes[0]
+    return await cascache.redis.aio.new(
+        cascache.redis.aio.Options(
+            namespace=namespace,
+            client=redis.asyncio.cluster.RedisCluster(host=node.host, port=node.port),
+            codec=cascache.StrCodec(),
+            wait_replicas=1,
+            wait_timeout=0.05,
+            close_client=True,
+            check_persistence=check_persistence,
+        )
+    )
+
+
 def test_an_asyncio_cluster_wait_goes_with_the_script_to_the_keys_primary(
     redis_cluster_nodes: RedisCluster,
 ) -> None:
-    node = redis_cluster_nodes.startup_nodes[0]
-
     async def scenario() -> None:
-        client = redis.asyncio.cluster.RedisCluster(host=node.host, port=node.port)
-        cache = await cascache.redis.aio.new(
-            cascache.redis.aio.Options(
-                namespace="repl-aio-cluster",
-                client=client,
-                codec=cascache.StrCodec(),
-                wait_replicas=1,
-                wait_timeout=0.05,
-                close_client=True,
-            )
-        )
+        cache = await _waiting_cluster_cache(redis_cluster_nodes, "repl-aio-cluster")
         version = await cache.snapshot_version("k")
         # No replicas in the session's cluster: acknowledged by 0, so the invalidate fails,
         # but it ran on the key's primary (the old snapshot lost) and WAIT went there too.
@@ -251,21 +257,8 @@ def test_an_asyncio_cluster_invalidate_that_is_the_clients_first_command_waits(
 ) -> None:
     # The asyncio cluster client learns its slot map on its first command: without the
     # persistence check's reads first, the WAIT's node lookup failed on every invalidate.
-    node = redis_cluster_nodes.startup_nodes[0]
-
     async def scenario() -> None:
-        client = redis.asyncio.cluster.RedisCluster(host=node.host, port=node.port)
-        cache = await cascache.redis.aio.new(
-            cascache.redis.aio.Options(
-                namespace="repl-aio-cold",
-                client=client,
-                codec=cascache.StrCodec(),
-                wait_replicas=1,
-                wait_timeout=0.05,
-                close_client=True,
-                check_persistence=False,
-            )
-        )
+        cache = await _waiting_cluster_cache(redis_cluster_nodes, "repl-aio-cold", False)
         for _ in range(2):
             with pytest.raises(cascache.InvalidateError) as raised:
                 await cache.invalidate("k")
