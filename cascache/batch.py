@@ -419,8 +419,9 @@ class Core(SingleCore[V]):
 
     def add(self, op: str, ck: CacheKey, frame: bytes) -> Step[bool]:
         """Store a stamped frame only where no single entry exists (for ``op``'s errors)."""
-        provider = self.provider
-        assert isinstance(provider, AddProvider)  # checked by options.validate
+        # options.validate checked that it has ``add`` (a coroutine on an asyncio provider,
+        # awaited by the driver like every other store call).
+        provider = cast(AddProvider, self.provider)
         ttl = self.default_ttl
         try:
             cost = self.cost(frame)

@@ -123,7 +123,7 @@ class SingleCore(Generic[V]):
         self.snapshot_key: Callable[[CacheKey], Version] | None = None
         """Snapshots a key's fence without its storage names (a bound ``LocalStore``)."""
         if store is not None:
-            store.bind(self.keys)
+            store.bind(self.keys, options.gen_store is None or options.gen_store is store)
             if options.gen_store is None:
                 # Its own versions, and its single-key paths (validate saw no mutators).
                 self.gens = self.reader = self.writer = self.invalidator = store

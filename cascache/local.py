@@ -21,7 +21,6 @@ loses its fence with it, which only ever turns entries and in-flight fills into 
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections import OrderedDict
@@ -31,6 +30,7 @@ from typing import Final
 from cascache.errors import ConfigError
 from cascache.fence import Version, new_fence
 from cascache.keys import KINDS, TAG_HEX, CacheKey, KeySpace
+from cascache.memory import _finite
 
 RECORD_OVERHEAD: Final = 400
 """Bytes of heap one record takes beyond its frame's bytes and its key's characters: the
@@ -101,6 +101,7 @@ class LocalStore:
         self._closed = False
         self._keys: KeySpace | None = None
         self._tail = ""
+        self._keeps_versions = True
 
     # -- binding -----------------------------------------------------------------------
 
@@ -109,21 +110,37 @@ class LocalStore:
         """The namespace this store is bound to, or ``None`` before a cache is built on it."""
         return None if self._keys is None else self._keys.namespace
 
-    def bind(self, keys: KeySpace) -> None:
+    def bind(self, keys: KeySpace, keeps_versions: bool = True) -> None:
         """Serve the cache whose storage names ``keys`` derives (``cascache.new`` calls
         this, sharing the cache's own derivation and its cache of names).
 
-        Raises ``ConfigError`` if the store is bound to another namespace, or holds
-        records from before it was bound.
+        ``keeps_versions``: whether the cache keeps its fences here too (no other
+        ``gen_store``). Every cache of the store must agree: one that read its fences
+        elsewhere would not see another's invalidates of the values they share.
+
+        Raises ``ConfigError`` if the store is closed, bound to another namespace or the
+        other way round, or holds records from before it was bound.
         """
         with self._lock:
-            self._check_open()
+            if self._closed:
+                raise ConfigError("this LocalStore is closed: give the cache a new one")
             namespace = keys.namespace
             if self._keys is not None:
                 if self._keys.namespace != namespace:
                     raise ConfigError(
                         f"this LocalStore serves namespace {self._keys.namespace!r}; give the "
                         f"cache of namespace {namespace!r} a LocalStore of its own"
+                    )
+                if self._keeps_versions != keeps_versions:
+                    first, now = (
+                        ("keeps its versions", "another gen_store")
+                        if self._keeps_versions
+                        else ("uses another gen_store", "the store's own versions")
+                    )
+                    raise ConfigError(
+                        f"a cache of namespace {namespace!r} on this LocalStore {first}, so "
+                        f"a second one cannot use {now}: the caches share values, and each "
+                        "must see the other's invalidates (give them the same version store)"
                     )
                 return
             if self._records:
@@ -132,6 +149,7 @@ class LocalStore:
                     f"(it holds {len(self._records)} records)"
                 )
             self._keys = keys
+            self._keeps_versions = keeps_versions
             # Every single-key name of the namespace continues with this after the letter.
             self._tail = f":{len(keys.namespace)}:{keys.namespace}:"
 
@@ -474,5 +492,5 @@ def _check_frame(value: object, ttl: object) -> None:
         return
     if not isinstance(ttl, int | float) or isinstance(ttl, bool):
         raise TypeError(f"LocalStore ttl must be seconds (int or float) or None, got {ttl!r}")
-    if not (ttl > 0 and math.isfinite(ttl)):
+    if not (ttl > 0 and _finite(ttl)):
         raise ValueError(f"LocalStore ttl must be positive and finite, got {ttl!r}")

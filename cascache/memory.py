@@ -111,10 +111,7 @@ class MemoryProvider:
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """``get`` for each key, in order, under one lock (and one clock reading)."""
-        if isinstance(keys, str | bytes):
-            # A str is a Sequence[str] of its characters, which is never what was meant.
-            raise TypeError(f"MemoryProvider.get_many takes a sequence of keys, got {keys!r}")
-        keys = list(keys)
+        keys = _key_list("get_many", keys)
         for key in keys:
             _check_key(key)
         with self._lock:
@@ -162,6 +159,7 @@ class MemoryProvider:
 
     def delete_many(self, keys: Sequence[str]) -> None:
         """Remove every key in ``keys`` that is present, under one lock."""
+        keys = _key_list("delete_many", keys)
         for key in keys:
             _check_key(key)
         with self._lock:
@@ -255,5 +253,21 @@ def _check_entry(key: object, value: object, cost: object, ttl: object) -> None:
         return
     if not isinstance(ttl, int | float) or isinstance(ttl, bool):
         raise TypeError(f"MemoryProvider ttl must be seconds (int or float) or None, got {ttl!r}")
-    if not (ttl > 0 and math.isfinite(ttl)):
+    if not (ttl > 0 and _finite(ttl)):
         raise ValueError(f"MemoryProvider ttl must be positive and finite, got {ttl!r}")
+
+
+def _finite(seconds: int | float) -> bool:
+    """Whether ``seconds`` is a finite float, or an int that converts to one."""
+    try:
+        return math.isfinite(seconds)
+    except OverflowError:  # an int past a float's range: no clock can add it
+        return False
+
+
+def _key_list(op: str, keys: Sequence[str]) -> list[str]:
+    """``keys`` as a list (a generator is read once), refusing one str or bytes."""
+    if isinstance(keys, str | bytes):
+        # A str is a Sequence[str] of its characters, which is never what was meant.
+        raise TypeError(f"MemoryProvider.{op} takes a sequence of keys, got {keys!r}")
+    return list(keys)

@@ -15,7 +15,7 @@ from cascache.hooks import Hooks
 from cascache.keys import canonical_namespace
 from cascache.local import LocalStore
 from cascache.mutator import KeyInvalidator, KeyReader, KeyWriter
-from cascache.provider import AddProvider, AsyncProvider, Provider
+from cascache.provider import AsyncProvider, Provider
 
 V = TypeVar("V")
 
@@ -249,8 +249,10 @@ def validate(options: Options[V]) -> None:
         BatchWriteSeed(options.batch_write_seed)
     except ValueError as exc:
         raise ConfigError(f"Options: {exc}") from None
-    if BatchReadSeed(options.batch_read_seed) is BatchReadSeed.IF_MISSING and not isinstance(
-        options.provider, AddProvider
+    # ``add`` by name: an asyncio provider's is a coroutine, which AddProvider (a sync
+    # Provider) cannot describe.
+    if BatchReadSeed(options.batch_read_seed) is BatchReadSeed.IF_MISSING and not callable(
+        getattr(options.provider, "add", None)
     ):
         raise ConfigError(
             'batch_read_seed="if_missing" needs a provider with add() (store only if absent); '
@@ -269,6 +271,14 @@ def validate(options: Options[V]) -> None:
             "key_reader/key_writer/key_invalidator work on a shared version store: "
             "set Options.gen_store to the store they use"
         )
+    for name, part in zip(("key_reader", "key_writer", "key_invalidator"), mutators, strict=True):
+        if isinstance(part, LocalStore) and part is not options.gen_store:
+            # Its fences are its own: reads and writes checked against another store's
+            # would never see its invalidates (or it theirs).
+            raise ConfigError(
+                f"Options.{name} is a LocalStore, which keeps its own versions: "
+                "Options.gen_store must be that same store"
+            )
     for name, fn in (
         ("compute_set_cost", options.compute_set_cost),
         ("read_guard", options.read_guard),

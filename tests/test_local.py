@@ -124,6 +124,43 @@ def test_an_explicit_version_store_makes_it_a_value_store_only() -> None:
     assert store.peek(names("k").version) is None
 
 
+@pytest.mark.parametrize("first_keeps_versions", [True, False])
+def test_caches_sharing_a_store_must_share_its_versions_too(first_keeps_versions: bool) -> None:
+    # Accepted before: the two caches shared values but not fences, so a late filler on
+    # one stored after the other's invalidate returned, and was served.
+    store = LocalStore()
+    on_store = lambda: cache(store)  # noqa: E731
+    elsewhere = lambda: cache(store, gen_store=cascache.LocalGenStore())  # noqa: E731
+    first, second = (on_store, elsewhere) if first_keeps_versions else (elsewhere, on_store)
+    first()
+    with pytest.raises(ConfigError, match="must see the other's invalidates"):
+        second()
+    # Naming the store itself as the version store keeps its versions there: allowed.
+    if first_keeps_versions:
+        cache(store, gen_store=store)
+
+
+def test_a_closed_store_is_a_config_error() -> None:
+    store = LocalStore()
+    store.close()
+    with pytest.raises(ConfigError, match="this LocalStore is closed"):
+        cache(store)
+
+
+def test_a_local_store_as_a_mutator_must_be_the_version_store() -> None:
+    store = LocalStore()
+    with pytest.raises(ConfigError, match=r"Options\.key_invalidator is a LocalStore"):
+        cascache.new(
+            Options(
+                namespace=NS,
+                provider=cascache.MemoryProvider(),
+                codec=JsonCodec(),
+                gen_store=cascache.LocalGenStore(),
+                key_invalidator=store,
+            )
+        )
+
+
 # --- the single-key paths ---------------------------------------------------------------
 
 
@@ -275,6 +312,7 @@ def test_add_stores_only_without_a_live_frame(store: LocalStore, clock: FakeCloc
         (("k", b"v", 1, "1"), TypeError, "LocalStore ttl must be seconds"),
         (("k", b"v", 1, 0), ValueError, "LocalStore ttl must be positive and finite"),
         (("k", b"v", 1, float("inf")), ValueError, "LocalStore ttl must be positive"),
+        (("k", b"v", 1, 10**400), ValueError, "LocalStore ttl must be positive and finite"),
     ],
 )
 def test_bad_arguments_raise_and_change_nothing(

@@ -109,6 +109,19 @@ def test_get_many_refuses_a_bare_string(store: MemoryProvider) -> None:
         store.get_many("a")
 
 
+def test_delete_many_refuses_a_bare_string_and_reads_a_generator_once(
+    store: MemoryProvider,
+) -> None:
+    for key in ("a", "b", "c", "abc", "x", "y"):
+        store.set(key, b"1", 1, None)
+    # A str deleted one key per character; a generator was used up by the type check.
+    with pytest.raises(TypeError, match=r"MemoryProvider\.delete_many takes a sequence"):
+        store.delete_many("abc")
+    assert store.get_many(["a", "b", "c", "abc"]) == [b"1"] * 4
+    store.delete_many(key for key in ("x", "y"))
+    assert store.get_many(["x", "y"]) == [None, None]
+
+
 def test_zero_cost_entries_are_allowed(store: MemoryProvider) -> None:
     store.set("big", b"x", 10, None)
     assert store.set("free", b"y", 0, None)
@@ -142,7 +155,11 @@ def test_wrong_argument_types_raise_type_error_and_change_nothing(
     assert store.cost == 1
 
 
-@pytest.mark.parametrize("ttl", [0, -1, 0.0, float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize(
+    # 10**400: an int past a float's range raised OverflowError from math.isfinite
+    "ttl",
+    [0, -1, 0.0, float("nan"), float("inf"), float("-inf"), 10**400],
+)
 def test_bad_ttls_raise_value_error_and_change_nothing(store: MemoryProvider, ttl: float) -> None:
     store.set("k", b"old", 1, None)
     with pytest.raises(ValueError, match="ttl"):

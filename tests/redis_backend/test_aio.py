@@ -133,6 +133,35 @@ def test_read_path_write_path_and_every_method(connect: Connect, build: Build) -
 
 
 @CLEAN
+def test_if_missing_read_seeding_works_on_an_asyncio_provider(connect: Connect) -> None:
+    # AddProvider (a sync Provider) cannot describe an awaited add: the option was refused
+    # on every asyncio provider, the library's own AsyncRedisProvider included.
+    async def scenario() -> None:
+        cache = await cascache.redis.aio.new(
+            cascache.redis.aio.Options(
+                namespace="seed",
+                client=connect(),
+                codec=JsonCodec(),
+                check_persistence=False,
+                close_client=True,
+                batch_write_seed="off",
+                batch_read_seed="if_missing",
+            )
+        )
+        versions = await cache.snapshot_versions(["a", "b"])
+        assert (await cache.set_if_version("a", "single", versions["a"])).stored
+        items = [VersionedValue(k, f"batch-{k}", versions[k]) for k in ("a", "b")]
+        assert (await cache.set_if_versions(items)).seeded_singles == 0
+        assert await cache.get_many(["a", "b"]) == ({"a": "batch-a", "b": "batch-b"}, [])
+        # b was seeded from the batch; a kept its own single entry.
+        assert await cache.get("a") == Hit("single")
+        assert await cache.get("b") == Hit("batch-b")
+        await cache.aclose()
+
+    run(scenario())
+
+
+@CLEAN
 def test_a_sync_and_an_asyncio_cache_share_keys_and_invalidates(
     redis_server: RedisServer,
 ) -> None:
