@@ -5,7 +5,8 @@ stores, fakeredis, plus a real server when a binary is found or ``--redis-url`` 
 plus a local cluster with ``--cluster``) and the negative controls, within ``--budget``
 seconds in all, then prints one table with a legend. Exit status 1 means an unexpected
 result: a violation on a correct topology, or a control / bug-zoo variant that was *not*
-caught.
+caught; 2, options that select nothing to run or could not work (refused before
+anything runs).
 
 Time: the negative controls run first, in their targeted phase, each for up to 30 s (or
 its share, if larger) and usually caught in a few; then every other target gets an equal
@@ -144,7 +145,8 @@ def _epilog() -> str:
     faults = "\n".join(f"  {n:<{width}}  {FAULT_HELP[n]}" for n in sorted(FAULTS))
     return (
         f"topologies:\n{topologies}\n\nfault families:\n{faults}\n\n"
-        "Exit status 0: every result as expected; 1: an unexpected result (see the table)."
+        "Exit status 0: every result as expected; 1: an unexpected result (see the table); "
+        "2: options that select nothing to run or cannot work (refused before anything runs)."
     )
 
 

@@ -8,9 +8,12 @@ Besides its N nodes, every topology has one *alias* node: a second cache with a 
 chosen to collide with the first under naive joining (DESIGN §3.11 and ``cascache.keys``).
 The main namespace is ``<base>:x`` and the alias namespace ``<base>``, and the alias node
 uses the keys ``x:a``, ``x:b``, ``x:c``: joined without the length prefix, ``(<base>, x:a)``
-and ``(<base>:x, a)`` spell the same storage name. The alias node shares the value store
-of node 0 and the version store of every node, so a collision would hand one cache's
-entry (or fence) to the other, and the integrity check would see a row of the wrong key.
+and ``(<base>:x, a)`` spell the same storage name. Where the topology allows it, the alias
+node shares the value store of node 0 and the version store of the other nodes, so a
+collision would hand one cache's entry (or fence) to the other, and the integrity check
+would see a row of the wrong key. (A ``LocalStore`` serves one namespace, so on
+``local-store`` the alias has a store of its own; on ``per-node-local-versions`` it has
+its own version store, like every node there.)
 """
 
 from __future__ import annotations

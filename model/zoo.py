@@ -2,8 +2,9 @@
 
 Each variant changes exactly one step of the production code (a subclass of
 :class:`cascache.batch.Core`, or one store the topology wires in), so a caught variant
-shows that the model can see that step's mistake. They live here, outside the shipped
-package, and are only ever built by the model.
+shows that the model can see that step's mistake. They live here, outside the
+``cascache`` library package (they ship only with the audit), and are only ever built by
+the model.
 """
 
 from __future__ import annotations
