@@ -255,17 +255,20 @@ def fan_out(*hooks: Hooks) -> Hooks:
     instance (a class given for its instance, say), as ``Options.hooks`` would.
     """
     for position, hook in enumerate(hooks, 1):
-        if not isinstance(hook, Hooks):
-            if isinstance(hook, type) and issubclass(hook, Hooks):
-                raise ConfigError(
-                    f"fan_out argument {position} must be an instance, got the class "
-                    f"{hook.__name__}: write {hook.__name__}()"
-                )
-            raise ConfigError(
-                f"fan_out argument {position} must be a cascache.Hooks (subclass it), "
-                f"got {type(hook).__name__}"
-            )
+        check_hooks(f"fan_out argument {position}", hook)
     return _FanOut(hooks)
+
+
+def check_hooks(what: str, hooks: object) -> None:
+    """Raise ``ConfigError`` naming ``what`` unless ``hooks`` is a :class:`Hooks` instance
+    (a class given for its instance is named as such)."""
+    if isinstance(hooks, Hooks):
+        return
+    if isinstance(hooks, type) and issubclass(hooks, Hooks):
+        raise ConfigError(
+            f"{what} must be an instance, got the class {hooks.__name__}: write {hooks.__name__}()"
+        )
+    raise ConfigError(f"{what} must be a cascache.Hooks (subclass it), got {type(hooks).__name__}")
 
 
 def handler(hooks: Hooks, event: str) -> Callable[..., None] | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -11,7 +11,7 @@ from typing import Generic, TypeVar
 from cascache.codec import Codec
 from cascache.errors import ConfigError
 from cascache.genstore import AsyncGenStore, GenStore
-from cascache.hooks import Hooks
+from cascache.hooks import Hooks, check_hooks
 from cascache.keys import canonical_namespace
 from cascache.local import LocalStore
 from cascache.mutator import KeyInvalidator, KeyReader, KeyWriter
@@ -140,6 +140,16 @@ _BUILDERS: dict[str, tuple[str, str]] = {
 (by name, so that this module need not import the Redis front ends)."""
 
 
+def check_bools(owner: str, options: object, names: Sequence[str]) -> None:
+    """Raise ``ConfigError`` unless each of ``names`` on ``options`` is a bool (a truthy
+    string would pass for ``True``); ``owner``, if given, starts the message."""
+    for name in names:
+        value = getattr(options, name)
+        if not isinstance(value, bool):
+            prefix = f"{owner}: " if owner else ""
+            raise ConfigError(f"{prefix}Options.{name} must be True or False, got {value!r}")
+
+
 def wrong_options(builder: str, wanted: str, options: object) -> ConfigError:
     """The error for ``builder`` given something other than its ``wanted`` options: another
     front end's options name the call that takes them, so the fix is in the message."""
@@ -210,21 +220,9 @@ def validate(options: Options[V]) -> None:
         mistake = _not_a_store(name, part)
         if mistake is not None:
             raise ConfigError(mistake)
-    for name in ("disabled", "disable_batch", "coalesce"):
-        if not isinstance(getattr(options, name), bool):
-            raise ConfigError(
-                f"Options.{name} must be True or False, got {getattr(options, name)!r}"
-            )
-    if options.hooks is not None and not isinstance(options.hooks, Hooks):
-        if isinstance(options.hooks, type) and issubclass(options.hooks, Hooks):
-            raise ConfigError(
-                f"Options.hooks must be an instance, got the class {options.hooks.__name__}: "
-                f"write {options.hooks.__name__}()"
-            )
-        raise ConfigError(
-            "Options.hooks must be a cascache.Hooks (subclass it), "
-            f"got {type(options.hooks).__name__}"
-        )
+    check_bools("", options, ("disabled", "disable_batch", "coalesce"))
+    if options.hooks is not None:
+        check_hooks("Options.hooks", options.hooks)
     if options.provider is None or not isinstance(options.provider, Provider | AsyncProvider):
         raise ConfigError(
             "Options.provider is required and must implement get, set, delete and close "

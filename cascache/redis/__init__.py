@@ -21,8 +21,7 @@ from typing import TypeVar
 
 import cascache
 from cascache.cache import CAS
-from cascache.errors import ConfigError
-from cascache.options import TTL, Settings, ttl_seconds, wrong_options
+from cascache.options import TTL, Settings, check_bools, ttl_seconds, wrong_options
 from cascache.redis.genstore import RedisGenStore
 from cascache.redis.mutator import RedisKeyMutator
 from cascache.redis.persistence import check_persistence, persistence_risk
@@ -113,11 +112,7 @@ class RedisSettings(Settings[V]):
     def check_flags(self, owner: str) -> None:
         """Raise ``ConfigError`` unless ``close_client`` and ``check_persistence`` are
         bools (a truthy string would close a client the cache was told not to own)."""
-        for name in ("close_client", "check_persistence"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(
-                    f"{owner}: Options.{name} must be True or False, got {getattr(self, name)!r}"
-                )
+        check_bools(owner, self, ("close_client", "check_persistence"))
 
     def entry_version_ttl(self) -> float | None:
         """``version_ttl`` in seconds, ``"auto"`` resolved against the entry TTLs."""
