@@ -67,7 +67,7 @@ from cascache.local import LocalStore
 from cascache.mutator import KeyInvalidator, KeyReader, KeyWriter
 from cascache.options import TTL, Options, ttl_seconds, validate
 from cascache.provider import AsyncProvider, BulkDeleteProvider, ManyProvider, Provider
-from cascache.results import Hit, WriteOutcome, WriteResult
+from cascache.results import Hit, WriteOutcome, WriteResult, new_hit
 from cascache.wire import encode_single, split_single
 
 V = TypeVar("V")
@@ -229,7 +229,10 @@ class SingleCore(Generic[V]):
         """
         if op is None:
             op = "get" if report is None else report
-        key = canonical_key(op, key)
+        if type(key) is not str or not key or not key.isascii():
+            # Every hit comes through here: a plain ASCII ``str`` is already canonical,
+            # and this check costs half the call that would say so.
+            key = canonical_key(op, key)
         if self.closed:
             raise ClosedError(op, key)
         if self.disabled:
@@ -662,7 +665,7 @@ class SingleCore(Generic[V]):
         verdict = self.verdict(op, ck.key, stamp, current, payload, self.options.read_guard)
         if isinstance(verdict, str):
             return None, verdict
-        return Hit(verdict[0]), None
+        return new_hit(verdict[0]), None
 
     def verdict(
         self,

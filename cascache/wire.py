@@ -17,6 +17,8 @@ Batch frame::
 
 The checksum is there because a flipped byte inside a payload can still parse (a digit in
 JSON changes into another digit): without it, corrupted bytes would be served as a value.
+It is the CRC-32 of ``zlib.crc32``, computed by zlib-ng when the ``fast`` extra is
+installed (the same value, faster).
 
 The fence in a frame is the version the writer *observed* before reading the source of
 truth; a reader serves the payload only while that fence is still the key's current one.
@@ -25,9 +27,16 @@ truth; a reader serves the payload only while that fence is still the key's curr
 from __future__ import annotations
 
 import struct
-import zlib
 from collections.abc import Sequence
 from typing import Final, NamedTuple
+
+try:
+    # The ``fast`` extra: zlib-ng's CRC-32 gives the same checksums as ``zlib``'s (a test
+    # compares them) in a quarter of the time, and every read of a hit and every write
+    # checksums a whole frame.
+    from zlib_ng.zlib_ng import crc32
+except ImportError:
+    from zlib import crc32
 
 from cascache.errors import WireError
 from cascache.fence import FENCE_SIZE, Version
@@ -60,7 +69,7 @@ class Member(NamedTuple):
 
 
 def _sealed(body: bytes) -> bytes:
-    return body + _U32.pack(zlib.crc32(body))
+    return body + _U32.pack(crc32(body))
 
 
 def encode_single(fence: Version, payload: bytes) -> bytes:
@@ -105,7 +114,7 @@ class _Reader:
             raise WireError(f"truncated frame: {len(view)} bytes")
         end = len(view) - 4
         (crc,) = _U32.unpack_from(view, end)
-        if zlib.crc32(view[:end]) != crc:
+        if crc32(view[:end]) != crc:
             raise WireError("checksum mismatch: the stored bytes are corrupt")
         self._data = view
         self._end = end
@@ -161,7 +170,7 @@ def split_single(data: bytes) -> tuple[bytes, bytes]:
             if (
                 head == _SINGLE_HEAD
                 and length == end - _SINGLE.size
-                and zlib.crc32(data[:end]) == _U32.unpack_from(data, end)[0]
+                and crc32(data[:end]) == _U32.unpack_from(data, end)[0]
             ):
                 return fence, data[_SINGLE.size : end]
     reader = _Reader(data)
@@ -180,7 +189,7 @@ def decode_batch(data: bytes) -> list[Member]:
         end = len(data) - 4
         if (
             data.startswith(_BATCH_HEAD)
-            and zlib.crc32(memoryview(data)[:end]) == _U32.unpack_from(data, end)[0]
+            and crc32(memoryview(data)[:end]) == _U32.unpack_from(data, end)[0]
         ):
             members = _walk_batch(data, end)
             if members is not None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import struct
+import subprocess
+import sys
 import zlib
 from collections.abc import Callable
 
@@ -11,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cascache import wire
 from cascache.errors import WireError
 from cascache.fence import FENCE_SIZE, Version
 from cascache.wire import (
@@ -272,3 +276,45 @@ def test_a_batch_member_cut_in_its_payload_is_named() -> None:
     cut_payload = header(KIND_BATCH) + u32(1) + member + u32(9) + b"abc"
     with pytest.raises(WireError, match=r"^truncated frame: payload needs 9 bytes at offset 35$"):
         decode_batch(seal(cut_payload))
+
+
+# -- the checksum: zlib-ng's when installed, zlib's otherwise, the same value ----------------
+
+
+@given(st.binary(max_size=5000), st.integers(0, 64))
+def test_the_checksum_in_use_is_zlibs_crc32(data: bytes, cut: int) -> None:
+    assert wire.crc32(data) == zlib.crc32(data)
+    # The decoders checksum a slice of a memoryview as well as bytes.
+    view = memoryview(data)[: max(0, len(data) - cut)]
+    assert wire.crc32(view) == zlib.crc32(bytes(view))
+
+
+def test_the_fast_extra_is_used_when_installed() -> None:
+    expected = "zlib_ng" if importlib.util.find_spec("zlib_ng") is not None else "zlib"
+    assert wire.crc32.__module__.split(".")[0] == expected
+
+
+def test_without_the_fast_extra_frames_are_byte_identical() -> None:
+    # zlib-ng made unimportable in a fresh interpreter: the stdlib fallback must be taken,
+    # and must write and read the very bytes the installed checksum does.
+    frames = [SINGLE, BATCH, encode_single(OTHER, bytes(range(256)) * 20)]
+    script = (
+        "import sys, zlib; sys.modules['zlib_ng'] = None\n"
+        "from cascache import wire\n"
+        "from cascache.fence import Version\n"
+        "assert wire.crc32 is zlib.crc32, wire.crc32\n"
+        "single = wire.encode_single(Version(bytes(range(16))), b'{\"price\": 10}')\n"
+        "batch = wire.encode_batch([wire.Member('a', Version(bytes(range(16))), b'1'),"
+        " wire.Member('b\u00e9', Version(bytes(range(16, 32))), b'')])\n"
+        "big = bytes.fromhex(sys.argv[1])\n"
+        "wire.decode_single(big)\n"
+        "print(single.hex(), batch.hex())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, frames[2].hex()],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [frames[0].hex(), frames[1].hex()]
