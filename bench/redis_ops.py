@@ -145,7 +145,7 @@ from cascache.cache import CAS  # noqa: E402
 from cascache.fence import Version  # noqa: E402
 from cascache.keys import KeySpace  # noqa: E402
 from cascache.results import VersionedValue, WriteOutcome  # noqa: E402
-from cascache.wire import encode_single  # noqa: E402
+from cascache.wire import crc32, encode_single  # noqa: E402
 from tests.servers import (  # noqa: E402
     RedisServer,
     ServerStartError,
@@ -1225,6 +1225,8 @@ def run(args: argparse.Namespace, url: str, own_server: bool) -> int:
             "thread runs": f"{args.thread_rounds} x {args.thread_seconds:g} s each",
             "server started here": own_server,
             "python": platform.python_version(),
+            # The fast extra (zlib-ng) or zlib: which one checksums cascache's frames.
+            "frame CRC-32 by": crc32.__module__.partition(".")[0],
             "elapsed s": round(elapsed, 1),
         }
         rows = [latency_row(op, overhead) for op in ops]

@@ -4,24 +4,28 @@ with tasks: one load for a herd of cold requests, and never a stale value handed
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import fakeredis
 import pytest
 
 import cascache
 import cascache.aio
+import cascache.redis
 import cascache.redis.aio
-from cascache import JsonCodec, LocalStore, Options
+from cascache import Hooks, JsonCodec, LocalStore, OpError, Options, WriteOutcome
 from cascache.aio import AsyncCAS
 from cascache.batch import Core
+from cascache.effects import Process
 from cascache.flight import Flight
 from model.zoo import JoinAny
 
 CoreFactory = Callable[[Options[Any]], Core[Any]]
+T = TypeVar("T")
 
 
 def _sync(core: CoreFactory = Core, **extra: Any) -> cascache.CAS[Any]:
@@ -80,7 +84,7 @@ def test_a_herd_of_cold_requests_makes_one_load(monkeypatch: pytest.MonkeyPatch,
         return "row"
 
     threads = [
-        threading.Thread(target=lambda: results.append(cache.get_or_load("k", loader)))
+        threading.Thread(daemon=True, target=lambda: results.append(cache.get_or_load("k", loader)))
         for _ in range(size)
     ]
     for thread in threads:
@@ -108,7 +112,7 @@ def test_without_coalescing_every_cold_request_loads() -> None:
         start.wait()
         cache.get_or_load("k", loader)
 
-    threads = [threading.Thread(target=request) for _ in range(8)]
+    threads = [threading.Thread(daemon=True, target=request) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -131,13 +135,15 @@ def _stale_race_with_threads(monkeypatch: pytest.MonkeyPatch, core: CoreFactory)
         herd.in_loader()
         return value
 
-    leader = threading.Thread(target=lambda: cache.get_or_load("k", slow))
+    leader = threading.Thread(daemon=True, target=lambda: cache.get_or_load("k", slow))
     leader.start()
     assert loading.wait(5)
     db["k"] = "v1"
     cache.invalidate("k")
     got: list[object] = []
-    follower = threading.Thread(target=lambda: got.append(cache.get_or_load("k", lambda: db["k"])))
+    follower = threading.Thread(
+        daemon=True, target=lambda: got.append(cache.get_or_load("k", lambda: db["k"]))
+    )
     follower.start()
     herd.release_when_all_blocked()
     leader.join(5)
@@ -154,6 +160,199 @@ def test_a_request_after_an_invalidate_is_never_handed_an_older_flight(
 def test_joining_without_proof_hands_out_the_stale_value(monkeypatch: pytest.MonkeyPatch) -> None:
     # The same scenario with the naive rule (bug zoo #13): the test above can fail.
     assert _stale_race_with_threads(monkeypatch, JoinAny) == "v0"
+
+
+# --- the proof rule, one effect at a time ---------------------------------------------------
+#
+# A follower returns the flight's value only with proof that the flight's fence was
+# current after it joined (``SingleCore.follow``): the leader's store issued after the
+# join and stored; else a proof read that serves an entry, or that delivers the flight's
+# fence. Each proof is taken here on its own, with the effects the follower makes.
+
+
+class Traffic(Hooks):
+    """Records the hit, miss, load and read_error events."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[object, ...]] = []
+
+    def hit(self, op: str, key: str) -> None:
+        self.events.append(("hit", op, key))
+
+    def miss(self, op: str, key: str) -> None:
+        self.events.append(("miss", op, key))
+
+    def load(self, op: str, keys: Any, seconds: float) -> None:
+        self.events.append(("load", op, tuple(keys)))
+
+    def read_error(self, op: str, key: str, error: BaseException) -> None:
+        self.events.append(("read_error", op, key, error))
+
+
+@pytest.fixture(params=["local-store", "redis"])
+def stepped(request: pytest.FixtureRequest) -> tuple[cascache.CAS[Any], Traffic]:
+    """A cache whose single read is one effect (a key reader), and its traffic."""
+    traffic = Traffic()
+    if request.param == "local-store":
+        options: Options[Any] = Options(
+            namespace="f", provider=LocalStore(), codec=JsonCodec(), hooks=traffic
+        )
+    else:
+        client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+        options = dataclasses.replace(
+            cascache.redis.cache_options(
+                cascache.redis.Options(namespace="f", client=client, codec=JsonCodec())
+            ),
+            hooks=traffic,
+        )
+    return cascache.CAS(Core(options)), traffic
+
+
+def _loads(tag: str = "row") -> tuple[Callable[[], str], list[str]]:
+    """A loader returning ``row-1``, ``row-2``, ... and the list of what it returned."""
+    done: list[str] = []
+
+    def load() -> str:
+        done.append(f"{tag}-{len(done) + 1}")
+        return done[-1]
+
+    return load, done
+
+
+def _until(process: Process[Any], target: str) -> list[str]:
+    """Step ``process`` until its pending effect touches ``target`` (or it is done);
+    return the effects it performed, as ``target.op``."""
+    made: list[str] = []
+    while process.pending is not None and process.pending.target != target:
+        made.append(f"{process.pending.target}.{process.pending.op}")
+        process.step()
+    return made
+
+
+def _finish(process: Process[Any]) -> list[str]:
+    made = _until(process, "no such target")
+    assert process.done
+    return made
+
+
+def _leader_past_its_load(cache: cascache.CAS[Any], load: Callable[[], str]) -> Process[Any]:
+    """A leader that has loaded and issued its conditional store (its next effect)."""
+    leader = Process(cache.core.get_or_load("k", load, None))
+    _until(leader, "source")
+    leader.step()
+    assert leader.pending is not None and leader.pending.target != "source"
+    return leader
+
+
+def test_a_store_issued_after_the_join_is_proof_without_another_read(
+    stepped: tuple[cascache.CAS[Any], Traffic],
+) -> None:
+    cache, _ = stepped
+    load, loaded = _loads()
+    leader = Process(cache.core.get_or_load("k", load, None))
+    _until(leader, "source")  # the leader leads the flight and is about to load
+    follower = Process(cache.core.get_or_load("k", load, None))
+    _until(follower, "flight")
+    _finish(leader)
+    # The wait is the follower's last effect: the leader's store proves the fence.
+    assert _finish(follower) == ["flight.wait"]
+    assert follower.result == leader.result == "row-1" and loaded == ["row-1"]
+
+
+def test_a_proof_read_that_serves_the_entry_hands_it_on(
+    stepped: tuple[cascache.CAS[Any], Traffic],
+) -> None:
+    # The leader's store was issued before the follower joined: that store proves
+    # nothing to it, so the follower reads again, and the entry the read serves is proof.
+    cache, traffic = stepped
+    load, loaded = _loads()
+    leader = _leader_past_its_load(cache, load)
+    follower = Process(cache.core.get_or_load("k", load, None))
+    _until(follower, "flight")
+    _finish(leader)
+    made = _finish(follower)
+    assert made[0] == "flight.wait" and len(made) == 2, made  # then the proof read
+    assert follower.result == "row-1" and loaded == ["row-1"]
+    # The proof read is not a hit or a miss of its own: one miss per call, no hit.
+    assert [e for e in traffic.events if e[0] in ("hit", "miss")] == [
+        ("miss", "get_or_load", "k"),
+        ("miss", "get_or_load", "k"),
+    ]
+
+
+def test_a_proof_read_that_delivers_the_flights_fence_hands_on_the_load(
+    stepped: tuple[cascache.CAS[Any], Traffic],
+) -> None:
+    # The leader's store failed, so nothing is stored, but the fence it loaded under is
+    # still current when the follower reads again: the loaded value is fresh.
+    cache, _ = stepped
+    load, loaded = _loads()
+    leader = Process(cache.core.get_or_load("k", load, None))
+    _until(leader, "source")
+    follower = Process(cache.core.get_or_load("k", load, None))
+    _until(follower, "flight")
+    leader.step()  # the load
+    leader.step(fail=ConnectionError("store down"))  # the store's first effect
+    _finish(leader)
+    made = _finish(follower)
+    assert made[0] == "flight.wait" and len(made) == 2, made
+    assert follower.result == "row-1" and loaded == ["row-1"]
+    assert cache.get("k") is None
+
+
+def test_a_failed_proof_read_is_reported_and_the_follower_loads_alone(
+    stepped: tuple[cascache.CAS[Any], Traffic],
+) -> None:
+    cache, traffic = stepped
+    load, loaded = _loads()
+    leader = _leader_past_its_load(cache, load)
+    follower = Process(cache.core.get_or_load("k", load, None))
+    _until(follower, "flight")
+    _finish(leader)
+    follower.step()  # the wait
+    follower.step(fail=ConnectionError("read down"))  # the proof read
+    _finish(follower)
+    assert follower.result == "row-2" and loaded == ["row-1", "row-2"]
+    errors = [e for e in traffic.events if e[0] == "read_error"]
+    assert len(errors) == 1
+    _, op, key, error = errors[0]
+    assert (op, key) == ("get_or_load", "k")
+    assert isinstance(error, OpError) and (error.op, error.key) == ("get_or_load", "k")
+    assert isinstance(error.cause, ConnectionError)
+    assert [e for e in traffic.events if e[0] in ("hit", "miss")] == [
+        ("miss", "get_or_load", "k"),
+        ("miss", "get_or_load", "k"),
+    ]
+
+
+def test_a_follower_that_joins_after_the_store_landed_its_write_still_needs_proof(
+    stepped: tuple[cascache.CAS[Any], Traffic],
+) -> None:
+    # The window between the leader's store taking effect and its flight landing: there,
+    # an invalidate can complete and a new request can still join. That request started
+    # after the invalidate, so the flight's stored value is stale to it, and the store
+    # (issued before it joined) proves nothing. The write hook runs in that window.
+    cache, _ = stepped
+    database = {"k": "old"}
+    late: list[Process[Any]] = []
+
+    class InTheWindow(Hooks):
+        def write(self, op: str, key: str, outcome: WriteOutcome) -> None:
+            if outcome is WriteOutcome.STORED and not late:
+                database["k"] = "new"
+                cache.invalidate("k")
+                follower = Process(cache.core.get_or_load("k", lambda: database["k"], None))
+                _until(follower, "flight")
+                assert follower.pending is not None, "the late request did not join"
+                late.append(follower)
+
+    cache.core.hooks = InTheWindow()
+    leader = Process(cache.core.get_or_load("k", lambda: database["k"], None))
+    _finish(leader)
+    assert leader.result == "old" and len(late) == 1
+    _finish(late[0])
+    assert late[0].result == "new"
+    assert cache.get("k") in (None, cascache.Hit("new"))
 
 
 def test_a_loader_that_calls_back_in_for_its_key_loads_alone() -> None:
@@ -228,11 +427,13 @@ def test_a_failed_leader_leaves_its_followers_to_load() -> None:
         except LookupError as exc:
             errors.append(exc)
 
-    leader = threading.Thread(target=lead)
+    leader = threading.Thread(daemon=True, target=lead)
     leader.start()
     loading.wait(5)
     got: list[object] = []
-    follower = threading.Thread(target=lambda: got.append(cache.get_or_load("k", lambda: "ok")))
+    follower = threading.Thread(
+        daemon=True, target=lambda: got.append(cache.get_or_load("k", lambda: "ok"))
+    )
     follower.start()
     time.sleep(0.05)
     release.set()
@@ -243,6 +444,12 @@ def test_a_failed_leader_leaves_its_followers_to_load() -> None:
 
 
 # --- tasks ------------------------------------------------------------------------------
+
+
+def _run(scenario: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` bounded at 10 s: a task left waiting on a flight fails the test
+    instead of hanging the run."""
+    return asyncio.run(asyncio.wait_for(scenario, 10))
 
 
 def _local_async() -> AsyncCAS[Any]:
@@ -278,7 +485,7 @@ def test_a_herd_of_cold_tasks_makes_one_load(make: Callable[[], AsyncCAS[Any]], 
         finally:
             await cache.aclose()
 
-    assert asyncio.run(scenario()) == ["row"] * herd
+    assert _run(scenario()) == ["row"] * herd
     assert loads == 1
 
 
@@ -309,7 +516,7 @@ def test_a_task_after_an_invalidate_is_never_handed_an_older_flight(
         await leader
         return await follower
 
-    assert asyncio.run(scenario()) == expected
+    assert _run(scenario()) == expected
 
 
 def test_a_cancelled_leader_task_leaves_its_followers_to_load() -> None:
@@ -332,7 +539,7 @@ def test_a_cancelled_leader_task_leaves_its_followers_to_load() -> None:
             await leader
         return await follower
 
-    assert asyncio.run(scenario()) == "mine"
+    assert _run(scenario()) == "mine"
 
 
 def test_an_async_loader_that_calls_back_in_for_its_key_loads_alone() -> None:
@@ -344,7 +551,7 @@ def test_an_async_loader_that_calls_back_in_for_its_key_loads_alone() -> None:
 
         return await cache.get_or_load("k", outer)
 
-    assert asyncio.run(scenario()) == "outer+inner"
+    assert _run(scenario()) == "outer+inner"
 
 
 def test_followers_on_other_event_loops_are_woken() -> None:
@@ -395,7 +602,7 @@ def test_an_awaited_loader_that_gives_a_coroutine_is_named_as_such() -> None:
         with pytest.raises(TypeError, match="awaiting the loader gave coroutine"):
             await _local_async().get_or_load("k", forgot_await)
 
-    asyncio.run(scenario())
+    _run(scenario())
 
 
 # --- get_many_or_load ----------------------------------------------------------------------
@@ -416,7 +623,8 @@ def test_overlapping_batch_fills_load_each_key_once(monkeypatch: pytest.MonkeyPa
     results: list[dict[str, Any]] = []
     threads = [
         threading.Thread(
-            target=lambda keys=keys: results.append(cache.get_many_or_load(keys, loader))
+            daemon=True,
+            target=lambda keys=keys: results.append(cache.get_many_or_load(keys, loader)),
         )
         for keys in batches
     ]
@@ -462,4 +670,4 @@ def test_a_batch_after_an_invalidate_is_never_handed_an_older_flight(
         assert got["j"] == "j0"
         return got["k"]
 
-    assert asyncio.run(scenario()) == expected
+    assert _run(scenario()) == expected

@@ -840,10 +840,14 @@ def test_a_follower_reports_its_miss_once_and_no_load() -> None:
         return 1
 
     results: list[int] = []
-    leader = threading.Thread(target=lambda: results.append(cache.get_or_load("k", slow)))
+    leader = threading.Thread(
+        daemon=True, target=lambda: results.append(cache.get_or_load("k", slow))
+    )
     leader.start()
     assert started.wait(5)
-    follower = threading.Thread(target=lambda: results.append(cache.get_or_load("k", slow)))
+    follower = threading.Thread(
+        daemon=True, target=lambda: results.append(cache.get_or_load("k", slow))
+    )
     follower.start()
     deadline = time.monotonic() + 5
     while len([e for e in traffic(log) if e[0] == "miss"]) < 2 and time.monotonic() < deadline:
