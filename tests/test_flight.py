@@ -188,6 +188,13 @@ class Traffic(Hooks):
     def read_error(self, op: str, key: str, error: BaseException) -> None:
         self.events.append(("read_error", op, key, error))
 
+    def hits_and_misses(self) -> list[tuple[object, ...]]:
+        return [e for e in self.events if e[0] in ("hit", "miss")]
+
+
+ONE_MISS_EACH = [("miss", "get_or_load", "k"), ("miss", "get_or_load", "k")]
+"""The leader's and the follower's first reads; a proof read reports neither."""
+
 
 @pytest.fixture(params=["local-store", "redis"])
 def stepped(request: pytest.FixtureRequest) -> tuple[cascache.CAS[Any], Traffic]:
@@ -235,6 +242,14 @@ def _finish(process: Process[Any]) -> list[str]:
     return made
 
 
+def _waiting_follower(cache: cascache.CAS[Any], load: Callable[[], str]) -> Process[Any]:
+    """A request for the key that missed, joined the flight in the air and waits on it."""
+    follower = Process(cache.core.get_or_load("k", load, None))
+    _until(follower, "flight")
+    assert follower.pending is not None, "the request did not join the flight"
+    return follower
+
+
 def _leader_past_its_load(cache: cascache.CAS[Any], load: Callable[[], str]) -> Process[Any]:
     """A leader that has loaded and issued its conditional store (its next effect)."""
     leader = Process(cache.core.get_or_load("k", load, None))
@@ -244,6 +259,16 @@ def _leader_past_its_load(cache: cascache.CAS[Any], load: Callable[[], str]) -> 
     return leader
 
 
+def _proof_read_hands_on_the_load(
+    leader: Process[Any], follower: Process[Any], loaded: list[str]
+) -> None:
+    """Finish both: the follower waits, makes one proof read, and returns the one load."""
+    _finish(leader)
+    made = _finish(follower)
+    assert made[0] == "flight.wait" and len(made) == 2, made
+    assert follower.result == "row-1" and loaded == ["row-1"]
+
+
 def test_a_store_issued_after_the_join_is_proof_without_another_read(
     stepped: tuple[cascache.CAS[Any], Traffic],
 ) -> None:
@@ -251,8 +276,7 @@ def test_a_store_issued_after_the_join_is_proof_without_another_read(
     load, loaded = _loads()
     leader = Process(cache.core.get_or_load("k", load, None))
     _until(leader, "source")  # the leader leads the flight and is about to load
-    follower = Process(cache.core.get_or_load("k", load, None))
-    _until(follower, "flight")
+    follower = _waiting_follower(cache, load)
     _finish(leader)
     # The wait is the follower's last effect: the leader's store proves the fence.
     assert _finish(follower) == ["flight.wait"]
@@ -267,17 +291,9 @@ def test_a_proof_read_that_serves_the_entry_hands_it_on(
     cache, traffic = stepped
     load, loaded = _loads()
     leader = _leader_past_its_load(cache, load)
-    follower = Process(cache.core.get_or_load("k", load, None))
-    _until(follower, "flight")
-    _finish(leader)
-    made = _finish(follower)
-    assert made[0] == "flight.wait" and len(made) == 2, made  # then the proof read
-    assert follower.result == "row-1" and loaded == ["row-1"]
-    # The proof read is not a hit or a miss of its own: one miss per call, no hit.
-    assert [e for e in traffic.events if e[0] in ("hit", "miss")] == [
-        ("miss", "get_or_load", "k"),
-        ("miss", "get_or_load", "k"),
-    ]
+    follower = _waiting_follower(cache, load)
+    _proof_read_hands_on_the_load(leader, follower, loaded)
+    assert traffic.hits_and_misses() == ONE_MISS_EACH
 
 
 def test_a_proof_read_that_delivers_the_flights_fence_hands_on_the_load(
@@ -289,14 +305,10 @@ def test_a_proof_read_that_delivers_the_flights_fence_hands_on_the_load(
     load, loaded = _loads()
     leader = Process(cache.core.get_or_load("k", load, None))
     _until(leader, "source")
-    follower = Process(cache.core.get_or_load("k", load, None))
-    _until(follower, "flight")
+    follower = _waiting_follower(cache, load)
     leader.step()  # the load
     leader.step(fail=ConnectionError("store down"))  # the store's first effect
-    _finish(leader)
-    made = _finish(follower)
-    assert made[0] == "flight.wait" and len(made) == 2, made
-    assert follower.result == "row-1" and loaded == ["row-1"]
+    _proof_read_hands_on_the_load(leader, follower, loaded)
     assert cache.get("k") is None
 
 
@@ -306,8 +318,7 @@ def test_a_failed_proof_read_is_reported_and_the_follower_loads_alone(
     cache, traffic = stepped
     load, loaded = _loads()
     leader = _leader_past_its_load(cache, load)
-    follower = Process(cache.core.get_or_load("k", load, None))
-    _until(follower, "flight")
+    follower = _waiting_follower(cache, load)
     _finish(leader)
     follower.step()  # the wait
     follower.step(fail=ConnectionError("read down"))  # the proof read
@@ -319,10 +330,7 @@ def test_a_failed_proof_read_is_reported_and_the_follower_loads_alone(
     assert (op, key) == ("get_or_load", "k")
     assert isinstance(error, OpError) and (error.op, error.key) == ("get_or_load", "k")
     assert isinstance(error.cause, ConnectionError)
-    assert [e for e in traffic.events if e[0] in ("hit", "miss")] == [
-        ("miss", "get_or_load", "k"),
-        ("miss", "get_or_load", "k"),
-    ]
+    assert traffic.hits_and_misses() == ONE_MISS_EACH
 
 
 def test_a_follower_that_joins_after_the_store_landed_its_write_still_needs_proof(
