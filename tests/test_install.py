@@ -164,7 +164,7 @@ def test_the_wheel_ships_both_typed_packages_and_nothing_else(source: Path, whee
     assert audit == modules(source / "model")
     requirements = metadata.get_all("Requires-Dist", [])
     assert all("extra ==" in r for r in requirements), "the library itself depends on nothing"
-    assert {"redis", "audit", "test"} <= set(metadata.get_all("Provides-Extra", []))
+    assert {"redis", "fast", "audit", "test"} <= set(metadata.get_all("Provides-Extra", []))
 
 
 def test_the_readme_shows_these_installs(wheel: Path) -> None:
@@ -172,6 +172,7 @@ def test_the_readme_shows_these_installs(wheel: Path) -> None:
     install = text[text.index("\n## Install\n") : text.index("\n## Quick start\n")]
     for command in (
         "$ python -m pip install '.[redis]'",  # the same build as the wheel's, then installed
+        "$ python -m pip install '.[redis,fast]'",  # the fast extra exists (checked above)
         "$ python -m pip wheel --no-deps . -w dist",
         f"$ python -m pip install 'dist/{wheel.name}[redis]'",  # the version is current
     ):
