@@ -363,6 +363,51 @@ def test_a_follower_that_joins_after_the_store_landed_its_write_still_needs_proo
     assert cache.get("k") in (None, cascache.Hit("new"))
 
 
+@pytest.mark.parametrize("leader_op", ["get_or_load", "get_many_or_load"])
+def test_a_store_that_lost_proves_nothing_to_a_follower_that_joined_before_it(
+    stepped: tuple[cascache.CAS[Any], Traffic], leader_op: str
+) -> None:
+    # The race of DESIGN §1 with a follower: the leader reads the old row; the row is
+    # written and invalidated; a new request joins the flight; the leader's store, issued
+    # after that join, loses to the invalidate. The flight reports not stored, so the
+    # follower must prove the fence itself, fail, and load the new row. The write and the
+    # join happen inside the loader (the join on another thread: the loader's own thread
+    # calling back in would load alone).
+    cache, _ = stepped
+    database = {"k": "old"}
+    late: list[Process[Any]] = []
+
+    def write_and_join() -> None:
+        database["k"] = "new"
+        cache.invalidate("k")
+        joiner = threading.Thread(
+            target=lambda: late.append(_waiting_follower(cache, lambda: database["k"])),
+            daemon=True,
+        )
+        joiner.start()
+        joiner.join(5)
+
+    def load_one() -> str:
+        value = database["k"]
+        write_and_join()
+        return value
+
+    def load_many(keys: list[str]) -> dict[str, str]:
+        values = {key: database[key] for key in keys}
+        write_and_join()
+        return values
+
+    if leader_op == "get_or_load":
+        leader = Process(cache.core.get_or_load("k", load_one, None))
+    else:
+        leader = Process(cache.core.get_many_or_load(["k"], load_many, None))
+    _finish(leader)
+    assert leader.result in ("old", {"k": "old"}) and len(late) == 1
+    _finish(late[0])
+    assert late[0].result == "new"
+    assert cache.get("k") in (None, cascache.Hit("new"))
+
+
 def test_a_loader_that_calls_back_in_for_its_key_loads_alone() -> None:
     cache = _sync()
 
