@@ -119,7 +119,9 @@ def canonical_key(op: str, key: object) -> str:
     """The one plain ``str`` a caller's key stands for, or an error naming ``op``.
 
     A ``str`` subclass is reduced to its string value (``str.__str__``, which no subclass
-    can override for this call); anything that is not a ``str`` is refused.
+    can override for this call); anything that is not a ``str`` is refused. A non-empty
+    ASCII ``str`` comes back as it is: ``SingleCore.lookup``, every hit's path, skips this
+    call for such a key, so a rule added here for them must be added there too.
     """
     if type(key) is not str:
         if not isinstance(key, str):

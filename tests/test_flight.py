@@ -349,10 +349,7 @@ def test_a_follower_that_joins_after_the_store_landed_its_write_still_needs_proo
             if outcome is WriteOutcome.STORED and not late:
                 database["k"] = "new"
                 cache.invalidate("k")
-                follower = Process(cache.core.get_or_load("k", lambda: database["k"], None))
-                _until(follower, "flight")
-                assert follower.pending is not None, "the late request did not join"
-                late.append(follower)
+                late.append(_waiting_follower(cache, lambda: database["k"]))
 
     cache.core.hooks = InTheWindow()
     leader = Process(cache.core.get_or_load("k", lambda: database["k"], None))
