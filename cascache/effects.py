@@ -166,6 +166,11 @@ class Process(Generic[T]):
     ``pending`` is the effect :meth:`step` will perform next (``None`` once done). After
     the operation finishes, ``done`` is true and either ``result`` or ``error`` is set.
 
+    ``step(late=True)`` performs the pending effect but keeps its reply on the way: the
+    operation runs on only at the next :meth:`step`, so other operations can take effect
+    between an effect and the code after it (a slow reply, or a loader that returns a
+    while after reading the source). ``replying`` says a reply is on its way.
+
     ``settle``: completes what an effect returns when that is awaitable (an asyncio
     store's call), for example an event loop's ``run_until_complete``, so an asyncio
     store's effects are stepped one at a time like any other.
@@ -180,7 +185,13 @@ class Process(Generic[T]):
         self.done = False
         self.error: BaseException | None = None
         self._result: T | None = None
+        self._reply: tuple[object, bool] | None = None
         self._advance(lambda: next(self._step))
+
+    @property
+    def replying(self) -> bool:
+        """Whether ``pending`` has been performed and its reply not yet handed over."""
+        return self._reply is not None
 
     @property
     def result(self) -> T:
@@ -191,26 +202,46 @@ class Process(Generic[T]):
             raise self.error
         return cast(T, self._result)
 
-    def step(self, fail: BaseException | None = None, applied: bool = False) -> object:
+    def step(
+        self, fail: BaseException | None = None, applied: bool = False, late: bool = False
+    ) -> object:
         """Perform the pending effect, run the operation up to its next effect, and return
         what the operation was handed: the effect's result or the exception it saw.
 
         With ``fail``, the operation sees ``fail`` raised by the effect instead of its
         result; ``applied`` says whether the effect took place anyway (an ambiguous
         outcome, like a timeout after the server applied the command).
+
+        With ``late``, the effect is performed now and its result (or exception) is
+        returned, but the operation is handed it only at the next ``step``, which performs
+        nothing (with ``fail``, that step hands over ``fail`` instead: the reply was lost).
         """
         effect = self.pending
         if effect is None:
             raise RuntimeError("the operation has no pending effect")
+        reply = self._reply
+        if reply is not None:
+            if late:
+                raise RuntimeError("the pending effect was performed; its reply is on its way")
+            self._reply = None
+            if fail is not None:
+                self._advance(lambda: self._step.throw(fail))
+                return fail
+            return self._hand(*reply)
         if fail is None:
             try:
                 result = self._perform(effect)
             except Exception as exc:
-                raised = exc
-                self._advance(lambda: self._step.throw(_carried(raised)))
-                return raised
-            self._advance(lambda: self._step.send(result))
-            return result
+                if late:
+                    self._reply = (exc, True)
+                    return exc
+                return self._hand(exc, True)
+            if late:
+                self._reply = (result, False)
+                return result
+            return self._hand(result, False)
+        if late:
+            raise ValueError("a failed effect has no reply to hand over late")
         if applied:
             # The caller sees ``fail`` either way; whatever the effect raised is lost, as a
             # reply lost on the wire would be.
@@ -218,6 +249,15 @@ class Process(Generic[T]):
                 self._perform(effect)
         self._advance(lambda: self._step.throw(fail))
         return fail
+
+    def _hand(self, reply: object, raised: bool) -> object:
+        """Resume the operation with the effect's result, or its exception if ``raised``."""
+        if raised:
+            assert isinstance(reply, Exception)
+            self._advance(lambda: self._step.throw(_carried(reply)))
+        else:
+            self._advance(lambda: self._step.send(reply))
+        return reply
 
     def _perform(self, effect: Effect[object]) -> object:
         result = effect.run()

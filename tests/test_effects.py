@@ -222,6 +222,61 @@ def test_step_returns_the_effects_own_error() -> None:
     assert process.result == "caught x"
 
 
+def test_a_late_reply_is_handed_over_at_the_next_step() -> None:
+    store = Store()
+    store.data["a"] = 3
+    process = Process(copy(store, "a", "b"))
+    assert not process.replying
+    assert process.step(late=True) == 3
+    # Performed, and the operation has not run on: its effect is still the pending one.
+    assert store.log == ["get a"]
+    assert process.replying
+    assert process.pending is not None and process.pending.op == "get"
+    store.data["a"] = 4  # what happens meanwhile does not change the reply on its way
+    assert process.step() == 3
+    assert store.log == ["get a"]  # handing over the reply performs nothing
+    assert not process.replying
+    assert process.pending is not None and process.pending.op == "put"
+    process.step()
+    assert process.result == 3
+    assert store.log == ["get a", "put b=3"]
+
+
+def test_a_late_error_is_thrown_into_the_operation_at_the_next_step() -> None:
+    store = Store()
+    process = Process(tolerant(store))
+    seen = process.step(late=True)
+    assert isinstance(seen, Boom) and process.replying
+    assert store.log == ["broken x"]
+    assert process.step() is seen
+    process.step()
+    assert process.result == "caught x"
+    assert store.log == ["broken x", "put recovered=1"]
+
+
+def test_a_late_reply_can_be_lost() -> None:
+    store = Store()
+    store.data["a"] = 5
+    process = Process(copy(store, "a", "b"))
+    process.step()
+    process.step(late=True)
+    assert store.data["b"] == 5
+    boom = Boom("reply lost")
+    assert process.step(fail=boom) is boom
+    assert process.error is boom
+    assert store.log == ["get a", "put b=5"]  # performed once, and not again
+
+
+def test_a_reply_on_its_way_cannot_be_performed_again_or_failed_late() -> None:
+    process = Process(copy(Store(), "a", "b"))
+    process.step(late=True)
+    with pytest.raises(RuntimeError, match="reply is on its way"):
+        process.step(late=True)
+    other = Process(copy(Store(), "a", "b"))
+    with pytest.raises(ValueError, match="no reply to hand over late"):
+        other.step(fail=Boom("x"), late=True)
+
+
 def test_result_while_running_raises() -> None:
     process = Process(copy(Store(), "a", "b"))
     with pytest.raises(RuntimeError, match="still running"):
