@@ -2,9 +2,11 @@
 
 Each rule either starts a process (a public operation of the *production* protocol code,
 wrapped in a :class:`cascache.effects.Process`), advances one in-flight process by exactly
-one effect (optionally failing it, or applying it and failing the reply), or injects a
-fault into the stores. Hypothesis chooses the rules, so it chooses the interleaving, and
-shrinks a failure to a short one.
+one effect (optionally failing it, applying it and failing the reply, or applying it and
+handing the operation its reply at a later step: a *late reply*, so other processes take
+effect between an effect and the code after it), or injects a fault into the stores.
+Hypothesis chooses the rules, so it chooses the interleaving, and shrinks a failure to a
+short one.
 
 The model never re-implements the protocol: it learns what an operation did by watching
 the effects the operation yields (which fence a snapshot returned, which keys a version
@@ -238,6 +240,10 @@ keys_st = WIDE
 """A drawn key number picks the key (modulo the keys in play) and its spelling."""
 outcomes = st.sampled_from(["ok", "ok", "ok", "fail", "applied"])
 """How an effect ends: performed, failed (not applied), or applied with the reply lost."""
+LATE = "late"
+"""An effect performed now whose reply reaches its operation at a later step of it: other
+operations take effect in between (a slow reply; a loader that returns a while after it
+read the source; a store that took effect before its caller records it)."""
 INJECTIONS = {
     "evict": "evict",
     "corrupt": "corrupt",
@@ -558,22 +564,57 @@ class CacheModel(RuleBasedStateMachine):
         self._join(target.node, name, pick, ahead)
 
     @precondition(
-        lambda self: (
-            self.on("writer")
-            and self.on("get_or_load")
-            and any(p.phase == "write" for p, _ in self._leading())
-        )
+        lambda self: self.on("writer") and self.on("get_or_load") and bool(self._loads_in_the_air())
     )
-    @rule(pick=WIDE)
-    def write_under_a_flight(self, pick: int) -> None:
+    @rule(pick=WIDE, store_first=st.booleans(), land=st.booleans())
+    def write_under_a_flight(self, pick: int, store_first: bool, land: bool) -> None:
         """While a load is in the air (loaded, not yet stored), a writer commits and
         invalidates its key, and then a reader meets the flight: the one order in which
-        joining without proof hands out a stale value (DESIGN §3.9). Each is an ordinary
-        process; the rules may still interleave anything with them."""
-        loaded = [(p, k) for p, k in self._leading() if p.phase == "write"]
+        joining without proof hands out a stale value (DESIGN §3.9). A leader about to
+        load reads the source first, with the reply on its way (it has not returned yet);
+        with ``store_first``, the leader first goes on to its store, which takes effect
+        the same way (its flight has not landed yet). With ``land``, the leader then runs
+        on until its flight lands, and the reader to its response: a race left in the air
+        when the example's rules run out is never judged.
+        Each is an ordinary process; the rules may still interleave anything with them."""
+        loaded = self._loads_in_the_air()
         target, name = loaded[pick % len(loaded)]
+        if store_first:
+            # Up to its store (the generic path reads the fence first), which then takes
+            # effect with the reply on its way.
+            for _ in range(3):
+                if target.process.done or target.process.replying or not self._ready(target):
+                    break
+                effect = self._pending(target)
+                self._step(target, LATE if (effect.target, effect.op) in WRITES else "ok")
+        elif not target.process.replying and self._pending(target).target == "source":
+            self._step(target, LATE)
         self.start_writer_of(target.node, name, spell(name, pick // 3), ahead=2)
+        before = {proc.id for proc in self.procs}
         self._join(target.node, name, pick, ahead=3)
+        if not land:
+            return
+        joined = [proc for proc in self.procs if proc.id not in before]
+        flights = self.topo.nodes[target.node].core.flights
+        for _ in range(4):
+            if target.process.done or flights is None or not self._ready(target):
+                break
+            if not flights.in_air(plain(name)):
+                break
+            self._step(target, "ok")
+        for reader in joined:
+            for _ in range(6):
+                if reader.process.done or not self._ready(reader) or self._cleaning(reader):
+                    break
+                self._step(reader, "ok")
+
+    def _loads_in_the_air(self) -> list[tuple[Proc, str]]:
+        """:meth:`_leading`'s leaders that have loaded their key, or are about to."""
+        return [
+            (proc, key)
+            for proc, key in self._leading()
+            if proc.phase == "write" or self._pending(proc).target == "source"
+        ]
 
     @precondition(lambda self: self.on("writer"))
     @rule(node=node_ids, key=keys_st, ahead=aheads, aim=st.booleans())
@@ -719,6 +760,12 @@ class CacheModel(RuleBasedStateMachine):
             proc = runnable[pick % len(runnable)]
             self._step(proc, fault if "step" in self.active else "ok")
 
+    @staticmethod
+    def _pending(proc: Proc) -> Effect[object]:
+        effect = proc.process.pending
+        assert effect is not None
+        return effect
+
     @precondition(lambda self: bool(self.procs) and "cancel" in self.active)
     @rule(pick=WIDE, fault=st.sampled_from(sorted(CANCELS)))
     def cancel(self, pick: int, fault: str) -> None:
@@ -748,6 +795,9 @@ class CacheModel(RuleBasedStateMachine):
         what it did, and check what a write effect may have broken."""
         effect = proc.process.pending
         assert effect is not None
+        if proc.process.replying:
+            self._hand_over(proc, effect, fault)
+            return
         if (effect.target, effect.op) not in EFFECTS:
             self._fail(
                 "effect vocabulary",
@@ -769,13 +819,15 @@ class CacheModel(RuleBasedStateMachine):
         type(self).coverage.effect(
             proc.label,
             f"{effect.target}.{effect.op}",
-            CANCELS.get(fault, fault),
+            "ok" if fault == LATE else CANCELS.get(fault, fault),
             self._hazard(proc),
         )
         self.stepping = proc
         applied = fault in ("applied", "cancel-applied")
         if fault == "ok":
             seen = proc.process.step()
+        elif fault == LATE:
+            seen = proc.process.step(late=True)
         elif fault in CANCELS:
             self.stats["faults"] += 1
             seen = proc.process.step(asyncio.CancelledError("injected cancel"), applied=applied)
@@ -787,6 +839,8 @@ class CacheModel(RuleBasedStateMachine):
         mark = (
             ""
             if fault == "ok"
+            else "  .. reply on its way"
+            if fault == LATE
             else f"  !! {'outage, ' if down else ''}"
             f"{'applied, ' if applied else ''}{'cancelled' if fault in CANCELS else 'reply lost'}"
         )
@@ -796,11 +850,36 @@ class CacheModel(RuleBasedStateMachine):
             f"{mark}"
         )
         self._refresh(self.now)
-        if fault == "ok":
+        if fault in ("ok", LATE):
             self._learn(proc, effect, seen)
         if fault not in ("fail", "cancel") and (effect.target, effect.op) in WRITES:
             store = self.topo.store_of(proc.node)
             self._audit(store, [name for name in effect.keys if name in self.slots])
+        self.now += 1
+        self._settle(proc)
+
+    def _hand_over(self, proc: Proc, effect: Effect[object], fault: str) -> None:
+        """Hand ``proc`` the reply of the effect it performed at an earlier step (``late``),
+        and run it up to its next effect; a fault now loses that reply (the effect stays
+        applied), or cancels the operation while it waits for it."""
+        self.stepping = proc
+        if fault == "ok":
+            seen = proc.process.step()
+            mark = ""
+        elif fault in CANCELS:
+            self.stats["faults"] += 1
+            seen = proc.process.step(asyncio.CancelledError("injected cancel"))
+            mark = "  !! cancelled"
+        else:
+            self.stats["faults"] += 1
+            seen = proc.process.step(FaultInjected(f"injected {fault}"))
+            mark = "  !! reply lost"
+        self.stepping = None
+        self.trace.append(
+            f"{self.now:>3}  p{proc.id} n{proc.node} {proc.label}: the reply of "
+            f"{effect.target}.{effect.op}({self._short(effect.keys)}) arrives -> "
+            f"{self._describe(seen)}{mark}"
+        )
         self.now += 1
         self._settle(proc)
 

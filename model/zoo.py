@@ -10,7 +10,7 @@ the model.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar, cast
 
@@ -381,6 +381,38 @@ class JoinAny(Core[V]):
         return False, None, None
 
 
+class AnyStoreProves(Core[V]):
+    """#14 A coalesced caller takes the flight's stored store as proof even when the store
+    was issued before the caller joined: that store's check saw the fence current before
+    the join, not after it, so an invalidate that returned in between is missed (the tick
+    rule of DESIGN §3.9, removed)."""
+
+    def follow(
+        self, key: str, flight: Flight, joined: int, op: str = "get_or_load"
+    ) -> Step[tuple[bool, V | None, Version | None]]:
+        # Every store then counts as issued after the join.
+        return (yield from super().follow(key, flight, -1, op))
+
+
+class LostStoreProves(Core[V]):
+    """#15 A leader records its flight as stored once it has issued its store, whatever
+    the store returned: a store that lost to an invalidate then proves to a caller that
+    joined before it was issued that a value loaded before the invalidate is fresh."""
+
+    def load_and_store(
+        self,
+        key: str,
+        loader: Callable[[], V],
+        version: Version | None,
+        ttl: float | None,
+        flight: Flight | None,
+    ) -> Step[V]:
+        value = yield from super().load_and_store(key, loader, version, ttl, flight)
+        if flight is not None and flight.issued is not None:
+            flight.stored = True
+        return value
+
+
 # -- the catalogue ----------------------------------------------------------------------
 
 
@@ -512,6 +544,22 @@ VARIANTS = {
             STALE,
             ALL,
             "a coalesced caller returns the load it joined without proof it is fresh",
+        ),
+        Variant(
+            14,
+            "any-store-proves",
+            AnyStoreProves,
+            STALE,
+            ALL,
+            "a flight's store proves freshness even if issued before the caller joined",
+        ),
+        Variant(
+            15,
+            "lost-store-proves",
+            LostStoreProves,
+            STALE,
+            ALL,
+            "a leader records its flight as stored when its store lost",
         ),
         Variant(
             12,

@@ -54,6 +54,8 @@ CAUGHT_IN = {
     "first-member-only": ("local", "batch-write-read"),
     "seeds-fresh-snapshot": ("local", "batch-write-read"),
     "join-any": ("local-store", "load-write-load"),
+    "any-store-proves": ("local-store", "load-write-load+late"),
+    "lost-store-proves": ("local-store", "load-write-load+late"),
     "no-compare": ("local", "fill-write-read"),
 }
 """Every bug-zoo variant, the topology it is checked on here, and the smallest scope of
@@ -153,6 +155,8 @@ def test_a_shortest_counterexample_has_no_shorter_one() -> None:
         ("local-store", "load-write-load", None),
         ("local-store", "load-write-read+damage", None),
         ("local-store", "load-write-load", "join-any"),
+        ("local-store", "load-write-load+late", None),
+        ("local-store", "load-write-load+late", "lost-store-proves"),
     ],
 )
 def test_no_merge_hides_a_different_future(topology: str, scope: str, variant: str | None) -> None:
@@ -279,3 +283,20 @@ def test_worker_processes_give_the_same_report(
     assert shared == alone
     assert (failures[0] is not None) == (variant is not None)
     assert alone.transitions > alone.states > 1
+
+
+def test_a_reply_on_its_way_is_part_of_the_state() -> None:
+    scope = BY_NAME["load-write-load+late"]
+    cls = machine(scope, "local-store", Core)
+    at = partial(fingerprint_after, cls)
+    # get_or_load's read, then its snapshot: the load is its next effect.
+    ready = (("start", 0), ("step", 0, "ok"), ("step", 0, "ok"))
+    late, done = at(*ready, ("step", 0, "late")), at(*ready, ("step", 0, "ok"))
+    # The source was read either way; only the late one has not been handed the row.
+    assert len({at(*ready), late, done}) == 3
+    model = replay(cls, (*ready, ("step", 0, "late")))
+    try:
+        assert model.choices().count(("step", 0, "ok")) == 1
+        assert ("step", 0, "late") not in model.choices()  # the scope's one late reply is used
+    finally:
+        model.teardown()

@@ -28,7 +28,13 @@ from model.machine import FAULTS, KINDS, CacheModel, ModelFailure, machine_for
 from model.oracle import ROW_CODEC, KeyName, LyingKey, Row, plain, spell
 from model.run import Target, fake_redis, hunt
 from model.topology import AllInRedis, CoreFactory, Local, SharedVersions, Topology
-from model.zoo import NoCompare, SeedsFreshSnapshot, StampsCurrentFence
+from model.zoo import (
+    AnyStoreProves,
+    LostStoreProves,
+    NoCompare,
+    SeedsFreshSnapshot,
+    StampsCurrentFence,
+)
 
 Build = Callable[[CoreFactory], Topology]
 
@@ -617,3 +623,49 @@ def test_the_correct_protocol_survives_cancellation_everywhere() -> None:
         suppress_health_check=list(HealthCheck),
     )
     get_state_machine_test(machine, settings=config)()
+
+
+# -- late replies: the moments inside a leader's load and between its store and landing ---
+
+
+def _race_under_a_flight(core: CoreFactory, store_first: bool) -> CacheModel:
+    """A leader up to its load; then :meth:`CacheModel.write_under_a_flight` (its load, or
+    its store, performed with the reply on its way; a write and invalidate; a reader that
+    joins; the leader landing); then every process run to its end."""
+    machine = model(core, faults=())
+    machine.start_get_or_load(node=0, key=A, ahead=2)
+    assert machine.procs[0].process.pending is not None
+    assert machine.procs[0].process.pending.target == "source"
+    # pick 1: the one leader, and a get_or_load (not a batch) of its key, spelt plainly.
+    machine.write_under_a_flight(pick=1, store_first=store_first, land=True)
+    while machine.procs:
+        machine.step(pick=0, fault="ok")
+    return machine
+
+
+@pytest.mark.parametrize(
+    ("variant", "store_first"), [(LostStoreProves, False), (AnyStoreProves, True)]
+)
+def test_a_late_reply_opens_the_moment_a_coalescing_bug_needs(
+    variant: CoreFactory, store_first: bool
+) -> None:
+    # #15: the load read the source before the write, and returned after the reader
+    # joined. #14: the store took effect before the invalidate, and the flight landed after
+    # the reader joined. Without the late reply neither moment has a step of its own.
+    found = headline(lambda: _race_under_a_flight(variant, store_first))
+    assert found.startswith("FRESH"), found
+
+
+@pytest.mark.parametrize("store_first", [False, True])
+def test_the_correct_follower_loads_for_itself_in_the_same_moments(store_first: bool) -> None:
+    machine = _race_under_a_flight(Core, store_first)
+    late = "values.set(value:a)" if store_first else "source.load(a)"
+    trace = "\n".join(machine.trace)
+    assert f"p1 n0 get_or_load: {late} -> " in trace and "  .. reply on its way" in trace, trace
+    assert f"p1 n0 get_or_load: the reply of {late} arrives" in trace, trace
+    # The follower joined the flight, had no proof, and loaded the new row itself.
+    assert "p3 n0 get_or_load: flight.wait(a)" in trace, trace
+    assert "p3 n0 get_or_load: source.load(a) -> a@1" in trace, trace
+    follower = machine.history.ops[-1]
+    assert follower.kind == "get_or_load" and follower.ok
+    assert follower.served == {"a": Row("a", 1)}
