@@ -36,7 +36,8 @@ fingerprint holds everything the future depends on, with fences renamed canonica
   TTL within reach, so their contents are their whole state.
 * **Processes.** An operation is a generator of the production code; it is deterministic
   given what it was handed, so its state is a function of its inputs: the effects it
-  performed, with the outcome and the reply of each (rendered canonically), and what it
+  performed, with the outcome and the reply of each (rendered canonically; a late reply
+  is recorded when its effect is performed and again when it is handed over), and what it
   read of the shared in-process state between effects (:class:`~cascache.flight.Flights`:
   which flight it joined, led by which operation, and whether the flight had issued its
   store by then, which is all a later ``issued > joined`` comparison depends on), and

@@ -48,7 +48,8 @@ SETTLING_ZOO = frozenset(
     {("write-creates-fence", "async-redis"), ("stamps-current-fence", "async-shared-versions")}
 )
 """The asyncio bug-zoo pairs CI runs too: #4 wires its own awaited script, and #3 is the
-generic path's own mistake, on the asyncio version store."""
+generic path's own mistake, on the asyncio version store (#4's count is above
+``CI_CATCH_CAP`` since late replies moved the counts, so it runs in the audit only)."""
 
 MITIGATIONS = frozenset({"redis-failover-wait", "redis-restart-waitaof"})
 """Topologies that run redis' protocol with one more wait in ``invalidate``: CI hunts them
@@ -203,11 +204,17 @@ def _documented_catches() -> dict[tuple[str, str], int]:
 DOCUMENTED = _documented_catches()
 
 
+CI_CATCH_CAP = 1_000
+"""Pairs that the audit's seeds catch only after more examples than this run in the audit
+only (``cascache-audit --variant all``), as most asyncio pairs do: each would hunt for
+minutes of CI. Every variant keeps at least one pair in CI (checked below)."""
+
 ZOO = [
     (name, topology)
     for name, variant in VARIANTS.items()
     for topology in variant.topologies
     if (topology not in SETTLING or (name, topology) in SETTLING_ZOO)
+    and DOCUMENTED.get((name, topology), 0) <= CI_CATCH_CAP
 ]
 
 
@@ -221,6 +228,10 @@ def test_bug_zoo_variant_is_caught(variant: str, topology: str) -> None:
         f"caught after {result.caught_after} examples; specs/bug-zoo.md says "
         f"{DOCUMENTED[variant, topology]} (re-run the zoo and update the table)"
     )
+
+
+def test_every_variant_is_hunted_in_ci_on_some_topology() -> None:
+    assert {name for name, _ in ZOO} == set(VARIANTS)
 
 
 def test_the_zoo_table_names_the_hypothesis_release_of_its_counts() -> None:
