@@ -491,7 +491,11 @@ class CacheModel(RuleBasedStateMachine):
         self.now += 1
         self.procs.append(proc)
         self._settle(proc)
-        for _ in range(ahead):
+        self._run_ahead(proc, ahead)
+
+    def _run_ahead(self, proc: Proc, steps: int) -> None:
+        """Step ``proc`` by up to ``steps`` effects, all performed, while it can move."""
+        for _ in range(steps):
             # A read's cleanup of an entry it refused is left for a rule to step (and
             # maybe fail): its error handling is where a careless ``except`` would hide.
             if proc.process.done or self._cleaning(proc) or not self._ready(proc):
@@ -603,10 +607,7 @@ class CacheModel(RuleBasedStateMachine):
                 break
             self._step(target, "ok")
         for reader in joined:
-            for _ in range(6):
-                if reader.process.done or not self._ready(reader) or self._cleaning(reader):
-                    break
-                self._step(reader, "ok")
+            self._run_ahead(reader, 6)
 
     def _loads_in_the_air(self) -> list[tuple[Proc, str]]:
         """:meth:`_leading`'s leaders that have loaded their key, or are about to."""
