@@ -2,18 +2,19 @@
 
 With no arguments it runs the correct protocol on every topology it can reach (in-process
 stores, fakeredis, plus a real server when a binary is found or ``--redis-url`` is given,
-plus a local cluster with ``--cluster``) and the negative controls, within ``--budget``
-seconds in all, then prints one table with a legend. Exit status 1 means an unexpected
-result: a violation on a correct topology, or a control / bug-zoo variant that was *not*
-caught; 2, options that select nothing to run or could not work (refused before
-anything runs).
+plus a local cluster with ``--cluster``), in the swarm and again in the race phases
+(``model.run.RACES``), and the negative controls, within ``--budget`` seconds in all, then
+prints one table with a legend. Exit status 1 means an unexpected result: a violation on
+a correct topology, or a control / bug-zoo variant that was *not* caught; 2, options
+that select nothing to run or could not work (refused before anything runs).
 
 Time: the negative controls run first, in their targeted phase, each for up to 30 s (or
-its share, if larger) and usually caught in a few; then every other target gets an equal
-share of the time still left when it starts, so time a control did not need goes to the
-others, and a target that overruns is absorbed by the rest. Rounds are short
-(``--examples`` each) and none starts after its target's deadline; shrinking a violation
-stops after 5 s (or the time left), so the whole run stays within the budget.
+its share, if larger) and usually caught in a few; then every other row (a target's
+swarm, its race phases) gets an equal share of the time still left when it starts, so
+time a control did not need goes to the others, and a row that overruns is absorbed by
+the rest. Rounds are short (``--examples`` each) and none starts after its row's
+deadline; shrinking a violation stops after 5 s (or the time left), so the whole run
+stays within the budget.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import shlex
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .coverage import Coverage, summary
@@ -41,6 +42,8 @@ from .run import (
     CONTROLS,
     DIRECTED,
     FAULT_HELP,
+    PHASES,
+    RACES,
     TARGETED,
     TOPOLOGIES,
     TOPOLOGY_HELP,
@@ -84,7 +87,7 @@ class Row:
     expected_to_fail: bool
     targeted: bool = False
     phases: tuple[str, ...] = ()
-    """Coverage phases (``model.run.DIRECTED``) this row runs instead of the swarm."""
+    """Phases (``model.run.PHASES``) this row runs instead of the swarm."""
     first_seed: int = 0
     rounds: int = 0
     examples: int = 0
@@ -98,9 +101,17 @@ class Row:
     @property
     def phase(self) -> str:
         """How the row ran, in the words of the legend."""
+        if len(self.phases) == 1:
+            return self.phases[0]
         if self.phases:
-            return "coverage" if len(self.phases) > 1 else self.phases[0]
+            return "races" if self.phases == tuple(RACES) else "coverage"
         return "targeted" if self.targeted else "swarm"
+
+    @property
+    def label(self) -> str:
+        """The target, what runs on it, and how (unless in the swarm), for progress lines."""
+        label = f"{self.target} {self.variant or 'protocol'}"
+        return label if self.phase == "swarm" else f"{label} ({self.phase})"
 
     @property
     def unexpected(self) -> bool:
@@ -130,6 +141,10 @@ Legend:
   phase       swarm: every rule family and fault the topology survives, a random subset
                 per example; targeted: a negative control's run narrowed to the rules its
                 hazard needs (same machine, same checks; see model/run.py TARGETED);
+                races (or one phase's name): the model in each race phase, narrowed
+                without faults to the rules of coalescing's race, so that it comes up in
+                most examples (every correct target runs both; a variant the swarm meets
+                too rarely is hunted in its own; model/run.py RACES);
                 coverage (or one phase's name): the correct protocol in each coverage phase,
                 narrowed so that every read path meets every entry it must refuse under
                 every effect outcome (--coverage, --phase; model/run.py DIRECTED).
@@ -236,9 +251,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--phase",
-        choices=[*DIRECTED, "all"],
-        help="run only this coverage phase (or all) of the correct protocol on each "
-        "topology (replays a coverage row)",
+        choices=[*PHASES, "all", "races"],
+        help="run only this phase of the correct protocol on each topology, or every "
+        "coverage phase (all), or every race phase (races); replays a coverage or races row",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON to PATH")
     parser.add_argument(
@@ -327,6 +342,11 @@ def plan(args: argparse.Namespace, real: bool) -> list[tuple[Target, str | None]
     variants: list[str | None]
     if args.variant == "all":
         variants = list[str | None](sorted(VARIANTS))
+        if args.phase:
+            # In phases, the variants a phase aims at; the swarm hunts every one.
+            variants = [
+                v for v in variants if v is not None and VARIANTS[v].race in named(args.phase)
+            ]
     elif args.variant:
         variants = [args.variant]
     else:
@@ -397,18 +417,24 @@ def audit(args: argparse.Namespace, started: float | None = None) -> list[Row]:
                 v,
                 expected_to_fail=v is not None or t.topology in CONTROLS,
                 targeted=v is None and t.topology in TARGETED and not args.swarm_controls,
+                phases=VARIANTS[v].hunted_in if v is not None else (),
                 first_seed=seed,
             )
             for t, v in pairs
         ]
-        if args.phase or args.coverage:
-            names = tuple(DIRECTED) if args.phase in (None, "all") else (args.phase,)
-            directed = [
-                Row(row.target, None, False, phases=names, first_seed=seed)
+        correct = [row.target for row in rows if row.variant is None and not row.expected_to_fail]
+        if args.phase:
+            # The correct protocol and the variants in the phases; the controls have theirs.
+            names = named(args.phase)
+            rows = [
+                replace(row, phases=aimed(row.variant, names))
                 for row in rows
-                if row.variant is None and not row.expected_to_fail
+                if row.variant is not None or not row.expected_to_fail
             ]
-            rows = directed if args.phase else rows + directed
+        else:
+            # Every correct target also runs the race phases; --coverage adds the others.
+            for names in (tuple(RACES), *[tuple(DIRECTED)] * args.coverage):
+                rows += [Row(t, None, False, phases=names, first_seed=seed) for t in correct]
         budget = "no budget" if args.rounds else f"{args.budget:.0f}s budget"
         print(
             f"cascache-audit: {len(rows)} targets, {budget}, seed {seed}, "
@@ -428,6 +454,18 @@ def audit(args: argparse.Namespace, started: float | None = None) -> list[Row]:
     return rows
 
 
+def named(phase: str) -> tuple[str, ...]:
+    """The phases ``--phase`` names: one, every coverage phase (``all``) or every race
+    phase (``races``)."""
+    return {"all": tuple(DIRECTED), "races": tuple(RACES)}.get(phase, (phase,))
+
+
+def aimed(variant: str | None, names: tuple[str, ...]) -> tuple[str, ...]:
+    """Of the phases ``names``, the one aimed at ``variant`` if it is among them, else all."""
+    race = VARIANTS[variant].race if variant is not None else None
+    return (race,) if race in names else names
+
+
 def run_target(
     args: argparse.Namespace,
     row: Row,
@@ -436,8 +474,7 @@ def run_target(
     started: float,
 ) -> None:
     """Hunt one target for its share of the time (or ``--rounds`` rounds), with progress."""
-    name = f"{row.target} {row.variant or 'protocol'}"
-    name += "" if row.phase == "swarm" else f" ({row.phase})"
+    name = row.label
     last = [time.perf_counter()]
 
     def progress(total: Result) -> None:
@@ -459,6 +496,7 @@ def run_target(
     if row.phases:
         result = cover(
             row.target,
+            row.variant,
             rounds=rounds,
             examples=args.examples,
             first_seed=row.first_seed,
@@ -506,7 +544,7 @@ def replay(args: argparse.Namespace, row: Row) -> str:
     phase = ""
     if row.phases:
         caught = row.caught.phase if row.caught is not None else None
-        name = caught or (row.phases[0] if len(row.phases) == 1 else "all")
+        name = caught or ("all" if row.phase == "coverage" else row.phase)
         phase = f" --phase {shlex.quote(name)}"
     return (
         f"cascache-audit --topology {row.target.topology} "
@@ -586,7 +624,7 @@ def as_json(rows: Sequence[Row], args: argparse.Namespace, seconds: float) -> st
 
 
 def merged_coverage(rows: Sequence[Row]) -> dict[Target, Coverage]:
-    """The coverage of every correct-protocol target: its swarm and coverage-phase rows."""
+    """The coverage of every correct-protocol target: its swarm and phase rows."""
     merged: dict[Target, Coverage] = {}
     for row in rows:
         if row.variant is None and not row.expected_to_fail:
@@ -618,10 +656,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for row in rows:
         print()
         if row.caught is None:
-            print(f"--- {row.verdict}: {row.target} {row.variant or 'protocol'}")
+            print(f"--- {row.verdict}: {row.label}")
         else:
             kind = "expected" if row.expected_to_fail else "UNEXPECTED"
-            print(f"--- {kind} violation: {row.target} {row.variant or 'protocol'}")
+            print(f"--- {kind} violation: {row.label}")
             print(row.caught.failure)
             if args.verbose:
                 print(row.caught.reproduce)
@@ -629,7 +667,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.coverage:
         for target, coverage in merged_coverage(rows).items():
             print()
-            print(f"--- coverage of {target}, swarm and coverage phases: {summary(coverage)}")
+            print(f"--- coverage of {target}, swarm and phases: {summary(coverage)}")
             print(coverage.render())
             gaps = coverage.missing()
             print("reachable cells not reached: " + ("; ".join(gaps) or "none"))
@@ -643,7 +681,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"audit: OK in {seconds:.0f}s"
         if not bad
         else f"audit: {len(bad)} unexpected result(s) in {seconds:.0f}s: "
-        + "; ".join(f"{row.target} {row.variant or 'protocol'}: {row.verdict}" for row in bad)
+        + "; ".join(f"{row.label}: {row.verdict}" for row in bad)
     )
     return 1 if bad else 0
 

@@ -862,6 +862,13 @@ SCOPES: tuple[Scope, ...] = (
         frozenset({LATE}),
         1,
     ),
+    # The same with a batch leader: get_many_or_load leads both keys' flights.
+    Scope(
+        "batch-load-write-load+late",
+        _ops("get_many_or_load(a,b)", "writer(a)", "get_or_load(a)"),
+        frozenset({LATE}),
+        1,
+    ),
     # Larger: the audit's (cascache-audit --exhaustive).
     Scope("load-write-read+2", _ops("get_or_load(a)", "writer(a)", "get(a)"), _ALL, 2),
     Scope("batch-write-read+1", _ops("batch_fill(a,b)", "writer(b)", "get_many(a,b)"), _ALL, 1),
@@ -875,7 +882,7 @@ SCOPES: tuple[Scope, ...] = (
     ),
 )
 """The scopes the project claims, smallest first (:func:`smallest` tries them in order)."""
-CI_SCOPES = tuple(scope.name for scope in SCOPES[:10])
+CI_SCOPES = tuple(scope.name for scope in SCOPES[:11])
 """The scopes CI checks on every exhaustive topology (``tests/test_explore.py``)."""
 
 TOPOLOGIES = ("local", "local-store", "shared-versions", "redis")

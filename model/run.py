@@ -125,7 +125,8 @@ class Focus:
     (:data:`TARGETED`) uses the same machine, rules and checks with fewer families
     enabled, so the hazard is a few rules away in most examples. A coverage phase
     (:data:`DIRECTED`) narrows the correct protocol the same way, so that a read path
-    meets what it must refuse; there ``hazard`` says what the phase aims at.
+    meets what it must refuse, and a race phase (:data:`RACES`) so that one race comes up
+    in most examples; there ``hazard`` says what the phase aims at.
     """
 
     kinds: frozenset[str]
@@ -211,6 +212,33 @@ DIRECTED: dict[str, Focus] = {
 every kind of entry it must refuse, under every effect outcome (see :mod:`model.coverage`).
 The CI profile runs them beside the swarm and fails on any reachable cell left at zero."""
 
+_COALESCING = frozenset({"get_or_load", "writer"})
+
+RACES: dict[str, Focus] = {
+    "coalesced singles": Focus(
+        _COALESCING,
+        frozenset(),
+        1,
+        "a get_or_load's load is in the air (or its store has taken effect) when a write "
+        "and invalidate return, and then a get_or_load joins its flight",
+    ),
+    "coalesced batches": Focus(
+        _COALESCING | {"get_many_or_load"},
+        frozenset(),
+        2,
+        "the same race with get_many_or_load leading or joining the flights",
+    ),
+}
+"""The race phases: the model narrowed to the families of one race, without faults, so that
+the race is a few rules away in most examples. Coalescing is where a moment inside one
+operation decides freshness, and the swarm meets it only now and then: its mistakes
+(bug zoo #13-#16, and the hand mutants of ``specs/mutants.md``) take the swarm hundreds to
+thousands of examples, these phases a few to a few hundred. The default audit runs them on
+every correct target beside its swarm."""
+
+PHASES: dict[str, Focus] = {**DIRECTED, **RACES}
+"""Every named phase: the coverage phases, then the race phases."""
+
 
 @dataclass(frozen=True)
 class Target:
@@ -243,7 +271,7 @@ class Result:
     round_examples: int = 0
     targeted: bool = False
     phase: str | None = None
-    """The :data:`DIRECTED` phase the violation was found in, if any."""
+    """The :data:`PHASES` phase the violation was found in, if any."""
     phase_rounds: int = 0
     """With :func:`cover`: the most rounds any one phase ran (seeds ``seed..seed+n-1``)."""
     coverage: Coverage = field(default_factory=Coverage)
@@ -396,7 +424,7 @@ def run(
 ) -> Result:
     """Run the model once on ``target`` (optionally with a bug-zoo ``variant``); with
     ``targeted``, narrowed to the control's :data:`TARGETED` focus; with ``focus``, to
-    that one (a :data:`DIRECTED` coverage phase)."""
+    that one (a :data:`PHASES` phase)."""
     needs_redis, survives = TOPOLOGIES[target.topology]
     if needs_redis and connect is None:
         connect = fake_redis if target.backend == "fakeredis" else None
@@ -530,6 +558,7 @@ def hunt(
 
 def cover(
     target: Target,
+    variant: str | None = None,
     *,
     rounds: int,
     examples: int = 150,
@@ -541,15 +570,16 @@ def cover(
     phases: Sequence[str] = tuple(DIRECTED),
     progress: Callable[[Result], None] | None = None,
 ) -> Result:
-    """Hunt the correct protocol on ``target`` in each :data:`DIRECTED` phase (``rounds``
-    rounds each, seeds from ``first_seed``; with a ``deadline``, an equal share of the time
-    left per phase), merging their counts and coverage; stops at the first violation."""
-    total = Result(target, None, round_examples=examples)
+    """Hunt the correct protocol (or bug-zoo ``variant``) on ``target`` in each of ``phases``
+    (:data:`PHASES`; ``rounds`` rounds each, seeds from ``first_seed``; with a ``deadline``,
+    an equal share of the time left per phase), merging their counts and coverage; stops at
+    the first violation."""
+    total = Result(target, variant, round_examples=examples)
 
     def report(partial: Result) -> None:
         """Progress after every round: the phases so far plus this one's rounds."""
         if progress is not None:
-            view = Result(target, None, round_examples=examples)
+            view = Result(target, variant, round_examples=examples)
             view.add(total)
             view.add(partial)
             progress(view)
@@ -560,6 +590,7 @@ def cover(
             share = time.perf_counter() + (deadline - time.perf_counter()) / (len(phases) - index)
         found = hunt(
             target,
+            variant,
             rounds=rounds,
             examples=examples,
             first_seed=first_seed,
@@ -567,7 +598,7 @@ def cover(
             steps=steps,
             connect=connect,
             shrink_seconds=shrink_seconds,
-            focus=DIRECTED[name],
+            focus=PHASES[name],
             progress=report,
         )
         found.phase = name

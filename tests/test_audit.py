@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from model.audit import Row, main, parse
+from model.audit import Row, aimed, main, named, parse, plan
 from model.machine import FAULTS
 from model.run import CONTROLS, FAULT_HELP, TARGETED, TOPOLOGIES, TOPOLOGY_HELP, Result, Target
+from model.zoo import VARIANTS
 
 
 def test_every_topology_and_fault_family_is_explained(capsys: pytest.CaptureFixture[str]) -> None:
@@ -121,14 +122,16 @@ def test_a_small_audit_reads_without_help(
     assert code == 0, out
     assert "| local | memory | 2 | - | swarm | clean |" in out
     assert "| per-node-local-versions | memory | 2 | - | targeted | control caught |" in out
+    assert "| local | memory | 2 | - | races | clean |" in out  # every correct target's
     assert "Legend:" in out
-    assert out.count("replay: cascache-audit ") == 2
+    assert out.count("replay: cascache-audit ") == 3
     assert "reproduce_failure" not in out and "state = CacheModel()" not in out
     assert out.rstrip().splitlines()[-1].startswith("audit: OK in ")
     rows = json.loads(report.read_text())["rows"]
-    assert [(r["topology"], r["verdict"]) for r in rows] == [
-        ("local", "clean"),
-        ("per-node-local-versions", "control caught"),
+    assert [(r["topology"], r["phase"], r["verdict"]) for r in rows] == [
+        ("local", "swarm", "clean"),
+        ("per-node-local-versions", "targeted", "control caught"),
+        ("local", "races", "clean"),
     ]
 
     # The replay line of the caught control finds the same violation again, and
@@ -180,5 +183,30 @@ def test_a_coverage_phase_row_replays_from_its_line(capsys: pytest.CaptureFixtur
     assert "| local | memory | 2 | - | swarm |" not in out  # --phase runs the phase alone
     replay = _replay_argv(out, "local")
     assert replay[replay.index("--phase") + 1] == "stale singles"
-    assert "--- coverage of local/memory/2n, swarm and coverage phases:" in out
+    assert "--- coverage of local/memory/2n, swarm and phases:" in out
     assert "reachable cells not reached: " in out
+
+
+def test_a_races_row_replays_from_its_line(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--topology", "local", "--no-real", "--phase", "races"]
+    code = main([*argv, "--rounds", "1", "--examples", "5", "--seed", "2"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "| local | memory | 2 | - | races | clean |" in out
+    assert "| local | memory | 2 | - | swarm |" not in out
+    replay = _replay_argv(out, "local")
+    assert replay[replay.index("--phase") + 1] == "races"
+
+
+def test_variants_run_in_the_race_phase_aimed_at_them() -> None:
+    # --variant all --phase races: the variants a race phase aims at, each in its own.
+    args = parse(["--variant", "all", "--phase", "races", "--no-real", "--topology", "local"])
+    planned = [variant for _, variant in plan(args, real=False)]
+    assert planned == sorted(name for name, v in VARIANTS.items() if v.race is not None)
+    assert {aimed(v, named("races")) for v in planned if v is not None} == {
+        ("coalesced singles",),
+        ("coalesced batches",),
+    }
+    # The zoo hunts a variant the swarm meets too rarely in its race phase.
+    assert VARIANTS["lost-batch-store-proves"].hunted_in == ("coalesced batches",)
+    assert VARIANTS["join-any"].hunted_in == ()

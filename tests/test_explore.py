@@ -56,6 +56,7 @@ CAUGHT_IN = {
     "join-any": ("local-store", "load-write-load"),
     "any-store-proves": ("local-store", "load-write-load+late"),
     "lost-store-proves": ("local-store", "load-write-load+late"),
+    "lost-batch-store-proves": ("local-store", "batch-load-write-load+late"),
     "no-compare": ("local", "fill-write-read"),
 }
 """Every bug-zoo variant, the topology it is checked on here, and the smallest scope of
