@@ -437,7 +437,7 @@ def audit(args: argparse.Namespace, started: float | None = None) -> list[Row]:
                 rows += [Row(t, None, False, phases=names, first_seed=seed) for t in correct]
         budget = "no budget" if args.rounds else f"{args.budget:.0f}s budget"
         print(
-            f"cascache-audit: {len(rows)} targets, {budget}, seed {seed}, "
+            f"cascache-audit: {len(rows)} rows, {budget}, seed {seed}, "
             f"{args.examples} examples per round, "
             f"faults {','.join(sorted(args.faults)) or 'none'}",
             flush=True,
