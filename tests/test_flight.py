@@ -118,6 +118,10 @@ def test_without_coalescing_every_cold_request_loads() -> None:
     for thread in threads:
         thread.join(10)
     assert loads == 8
+    assert cache.get_many_or_load(["a", "b"], lambda keys: {k: "v" + k for k in keys}) == {
+        "a": "va",
+        "b": "vb",
+    }
 
 
 def _stale_race_with_threads(monkeypatch: pytest.MonkeyPatch, core: CoreFactory) -> object:
@@ -312,6 +316,41 @@ def test_a_proof_read_that_delivers_the_flights_fence_hands_on_the_load(
     assert cache.get("k") is None
 
 
+def _batch_leader(cache: cascache.CAS[Any], load: Callable[[], str]) -> Process[Any]:
+    """A ``get_many_or_load`` of ``k`` that leads its flight and is about to load."""
+    leader = Process(cache.core.get_many_or_load(["k"], lambda keys: {"k": load()}, None))
+    _until(leader, "source")
+    return leader
+
+
+def test_a_batch_leaders_store_issued_after_the_join_is_proof_without_another_read(
+    stepped: tuple[cascache.CAS[Any], Traffic],
+) -> None:
+    # The proofs of a get_many_or_load leader are get_or_load's (DESIGN §3.9): the flight
+    # records the load, the tick of the batch store and whether it stored.
+    cache, _ = stepped
+    load, loaded = _loads()
+    leader = _batch_leader(cache, load)
+    follower = _waiting_follower(cache, load)
+    _finish(leader)
+    assert _finish(follower) == ["flight.wait"]
+    assert leader.result == {"k": "row-1"} and follower.result == "row-1"
+    assert loaded == ["row-1"]
+
+
+def test_a_batch_leaders_fence_proves_its_load_when_its_store_failed(
+    stepped: tuple[cascache.CAS[Any], Traffic],
+) -> None:
+    cache, _ = stepped
+    load, loaded = _loads()
+    leader = _batch_leader(cache, load)
+    follower = _waiting_follower(cache, load)
+    leader.step()  # the load
+    leader.step(fail=ConnectionError("store down"))  # the batch store's first effect
+    _proof_read_hands_on_the_load(leader, follower, loaded)
+    assert cache.get("k") is None
+
+
 def test_a_failed_proof_read_is_reported_and_the_follower_loads_alone(
     stepped: tuple[cascache.CAS[Any], Traffic],
 ) -> None:
@@ -331,6 +370,29 @@ def test_a_failed_proof_read_is_reported_and_the_follower_loads_alone(
     assert isinstance(error, OpError) and (error.op, error.key) == ("get_or_load", "k")
     assert isinstance(error.cause, ConnectionError)
     assert traffic.hits_and_misses() == ONE_MISS_EACH
+
+
+def test_a_batch_followers_failed_proof_read_is_reported_as_its_own(
+    stepped: tuple[cascache.CAS[Any], Traffic],
+) -> None:
+    # A get_many_or_load that joined a flight: its proof read's failure names the batch
+    # operation, and the key loads in the batch's own second loader call.
+    cache, traffic = stepped
+    load, loaded = _loads()
+    leader = _leader_past_its_load(cache, load)
+    follower = Process(cache.core.get_many_or_load(["k"], lambda keys: {"k": load()}, None))
+    _until(follower, "flight")
+    assert follower.pending is not None, "the batch did not join the flight"
+    _finish(leader)
+    follower.step()  # the wait
+    follower.step(fail=ConnectionError("read down"))  # the proof read
+    _finish(follower)
+    assert follower.result == {"k": "row-2"} and loaded == ["row-1", "row-2"]
+    errors = [e for e in traffic.events if e[0] == "read_error"]
+    assert len(errors) == 1
+    _, op, key, error = errors[0]
+    assert (op, key) == ("get_many_or_load", "k")
+    assert isinstance(error, OpError) and (error.op, error.key) == ("get_many_or_load", "k")
 
 
 def test_a_follower_that_joins_after_the_store_landed_its_write_still_needs_proof(
@@ -602,6 +664,19 @@ def test_an_async_loader_that_calls_back_in_for_its_key_loads_alone() -> None:
         return await cache.get_or_load("k", outer)
 
     assert _run(scenario()) == "outer+inner"
+
+
+def test_an_async_batch_loader_that_calls_back_in_for_one_of_its_keys_loads_alone() -> None:
+    async def scenario() -> dict[str, str]:
+        cache = _local_async()
+
+        async def outer(keys: list[str]) -> dict[str, str]:
+            # Waiting for this task's own flight of "a" would never end.
+            return {k: "outer+" + await cache.get_or_load(k, lambda k=k: "v" + k) for k in keys}
+
+        return await cache.get_many_or_load(["a", "b"], outer)
+
+    assert _run(scenario()) == {"a": "outer+va", "b": "outer+vb"}
 
 
 def test_followers_on_other_event_loops_are_woken() -> None:
