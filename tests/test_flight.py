@@ -246,9 +246,28 @@ def _finish(process: Process[Any]) -> list[str]:
     return made
 
 
-def _waiting_follower(cache: cascache.CAS[Any], load: Callable[[], str]) -> Process[Any]:
+def _fill(cache: cascache.CAS[Any], load: Callable[[], str], batch: bool = False) -> Process[Any]:
+    """A ``get_or_load`` of ``k``, or (``batch``) a ``get_many_or_load`` of it alone."""
+    if batch:
+        return Process(cache.core.get_many_or_load(["k"], lambda keys: {"k": load()}, None))
+    return Process(cache.core.get_or_load("k", load, None))
+
+
+def _value(process: Process[Any], batch: bool) -> object:
+    """What a :func:`_fill` returned for ``k``."""
+    return process.result["k"] if batch else process.result
+
+
+KINDS = pytest.mark.parametrize("batch", [False, True], ids=["get_or_load", "get_many_or_load"])
+"""Coalescing's proofs hold for either kind of leader or follower (``get_many_or_load``
+follows ``get_or_load``'s rule key by key)."""
+
+
+def _waiting_follower(
+    cache: cascache.CAS[Any], load: Callable[[], str], batch: bool = False
+) -> Process[Any]:
     """A request for the key that missed, joined the flight in the air and waits on it."""
-    follower = Process(cache.core.get_or_load("k", load, None))
+    follower = _fill(cache, load, batch)
     _until(follower, "flight")
     assert follower.pending is not None, "the request did not join the flight"
     return follower
@@ -256,7 +275,7 @@ def _waiting_follower(cache: cascache.CAS[Any], load: Callable[[], str]) -> Proc
 
 def _leader_past_its_load(cache: cascache.CAS[Any], load: Callable[[], str]) -> Process[Any]:
     """A leader that has loaded and issued its conditional store (its next effect)."""
-    leader = Process(cache.core.get_or_load("k", load, None))
+    leader = _fill(cache, load)
     _until(leader, "source")
     leader.step()
     assert leader.pending is not None and leader.pending.target != "source"
@@ -273,18 +292,19 @@ def _proof_read_hands_on_the_load(
     assert follower.result == "row-1" and loaded == ["row-1"]
 
 
+@KINDS
 def test_a_store_issued_after_the_join_is_proof_without_another_read(
-    stepped: tuple[cascache.CAS[Any], Traffic],
+    stepped: tuple[cascache.CAS[Any], Traffic], batch: bool
 ) -> None:
     cache, _ = stepped
     load, loaded = _loads()
-    leader = Process(cache.core.get_or_load("k", load, None))
+    leader = _fill(cache, load, batch)
     _until(leader, "source")  # the leader leads the flight and is about to load
     follower = _waiting_follower(cache, load)
     _finish(leader)
     # The wait is the follower's last effect: the leader's store proves the fence.
     assert _finish(follower) == ["flight.wait"]
-    assert follower.result == leader.result == "row-1" and loaded == ["row-1"]
+    assert follower.result == _value(leader, batch) == "row-1" and loaded == ["row-1"]
 
 
 def test_a_proof_read_that_serves_the_entry_hands_it_on(
@@ -300,14 +320,15 @@ def test_a_proof_read_that_serves_the_entry_hands_it_on(
     assert traffic.hits_and_misses() == ONE_MISS_EACH
 
 
+@KINDS
 def test_a_proof_read_that_delivers_the_flights_fence_hands_on_the_load(
-    stepped: tuple[cascache.CAS[Any], Traffic],
+    stepped: tuple[cascache.CAS[Any], Traffic], batch: bool
 ) -> None:
     # The leader's store failed, so nothing is stored, but the fence it loaded under is
     # still current when the follower reads again: the loaded value is fresh.
     cache, _ = stepped
     load, loaded = _loads()
-    leader = Process(cache.core.get_or_load("k", load, None))
+    leader = _fill(cache, load, batch)
     _until(leader, "source")
     follower = _waiting_follower(cache, load)
     leader.step()  # the load
@@ -316,83 +337,31 @@ def test_a_proof_read_that_delivers_the_flights_fence_hands_on_the_load(
     assert cache.get("k") is None
 
 
-def _batch_leader(cache: cascache.CAS[Any], load: Callable[[], str]) -> Process[Any]:
-    """A ``get_many_or_load`` of ``k`` that leads its flight and is about to load."""
-    leader = Process(cache.core.get_many_or_load(["k"], lambda keys: {"k": load()}, None))
-    _until(leader, "source")
-    return leader
-
-
-def test_a_batch_leaders_store_issued_after_the_join_is_proof_without_another_read(
-    stepped: tuple[cascache.CAS[Any], Traffic],
-) -> None:
-    # The proofs of a get_many_or_load leader are get_or_load's (DESIGN §3.9): the flight
-    # records the load, the tick of the batch store and whether it stored.
-    cache, _ = stepped
-    load, loaded = _loads()
-    leader = _batch_leader(cache, load)
-    follower = _waiting_follower(cache, load)
-    _finish(leader)
-    assert _finish(follower) == ["flight.wait"]
-    assert leader.result == {"k": "row-1"} and follower.result == "row-1"
-    assert loaded == ["row-1"]
-
-
-def test_a_batch_leaders_fence_proves_its_load_when_its_store_failed(
-    stepped: tuple[cascache.CAS[Any], Traffic],
-) -> None:
-    cache, _ = stepped
-    load, loaded = _loads()
-    leader = _batch_leader(cache, load)
-    follower = _waiting_follower(cache, load)
-    leader.step()  # the load
-    leader.step(fail=ConnectionError("store down"))  # the batch store's first effect
-    _proof_read_hands_on_the_load(leader, follower, loaded)
-    assert cache.get("k") is None
-
-
+@KINDS
 def test_a_failed_proof_read_is_reported_and_the_follower_loads_alone(
-    stepped: tuple[cascache.CAS[Any], Traffic],
+    stepped: tuple[cascache.CAS[Any], Traffic], batch: bool
 ) -> None:
+    # A batch follower loads the key in its own second loader call, and its proof read's
+    # failure names the batch operation.
     cache, traffic = stepped
     load, loaded = _loads()
     leader = _leader_past_its_load(cache, load)
-    follower = _waiting_follower(cache, load)
+    follower = _waiting_follower(cache, load, batch)
     _finish(leader)
     follower.step()  # the wait
     follower.step(fail=ConnectionError("read down"))  # the proof read
     _finish(follower)
-    assert follower.result == "row-2" and loaded == ["row-1", "row-2"]
+    assert _value(follower, batch) == "row-2" and loaded == ["row-1", "row-2"]
     errors = [e for e in traffic.events if e[0] == "read_error"]
     assert len(errors) == 1
     _, op, key, error = errors[0]
-    assert (op, key) == ("get_or_load", "k")
-    assert isinstance(error, OpError) and (error.op, error.key) == ("get_or_load", "k")
+    name = "get_many_or_load" if batch else "get_or_load"
+    assert (op, key) == (name, "k")
+    assert isinstance(error, OpError) and (error.op, error.key) == (name, "k")
     assert isinstance(error.cause, ConnectionError)
-    assert traffic.hits_and_misses() == ONE_MISS_EACH
-
-
-def test_a_batch_followers_failed_proof_read_is_reported_as_its_own(
-    stepped: tuple[cascache.CAS[Any], Traffic],
-) -> None:
-    # A get_many_or_load that joined a flight: its proof read's failure names the batch
-    # operation, and the key loads in the batch's own second loader call.
-    cache, traffic = stepped
-    load, loaded = _loads()
-    leader = _leader_past_its_load(cache, load)
-    follower = Process(cache.core.get_many_or_load(["k"], lambda keys: {"k": load()}, None))
-    _until(follower, "flight")
-    assert follower.pending is not None, "the batch did not join the flight"
-    _finish(leader)
-    follower.step()  # the wait
-    follower.step(fail=ConnectionError("read down"))  # the proof read
-    _finish(follower)
-    assert follower.result == {"k": "row-2"} and loaded == ["row-1", "row-2"]
-    errors = [e for e in traffic.events if e[0] == "read_error"]
-    assert len(errors) == 1
-    _, op, key, error = errors[0]
-    assert (op, key) == ("get_many_or_load", "k")
-    assert isinstance(error, OpError) and (error.op, error.key) == ("get_many_or_load", "k")
+    # One miss each for the first reads (the follower's in its own name); none for the
+    # proof read.
+    assert traffic.hits_and_misses() == [ONE_MISS_EACH[0], ("miss", name, "k")]
 
 
 def test_a_follower_that_joins_after_the_store_landed_its_write_still_needs_proof(
