@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -685,16 +686,24 @@ def test_followers_on_other_event_loops_are_woken() -> None:
     assert results == {"leader": "v", "b": "v", "c": "v"}
 
 
-def test_an_awaited_loader_that_gives_a_coroutine_is_named_as_such() -> None:
+@KINDS
+def test_an_awaited_loader_that_gives_a_coroutine_is_named_as_such(batch: bool) -> None:
     async def fetch() -> str:
         return "v"
 
-    async def forgot_await() -> Any:
+    async def forgot_await(*keys: Any) -> Any:
         return fetch()
 
     async def scenario() -> None:
-        with pytest.raises(TypeError, match="awaiting the loader gave coroutine"):
-            await _local_async().get_or_load("k", forgot_await)
+        cache = _local_async()
+        name = "get_many_or_load('k')" if batch else "get_or_load('k')"
+        with pytest.raises(
+            TypeError, match=re.escape(f"cascache {name}: awaiting the loader gave coroutine")
+        ):
+            if batch:
+                await cache.get_many_or_load(["k"], forgot_await)
+            else:
+                await cache.get_or_load("k", forgot_await)
 
     _run(scenario())
 

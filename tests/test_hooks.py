@@ -820,6 +820,11 @@ def test_a_redis_outage_in_get_many_or_load_is_a_read_error() -> None:
         "b": 1,
     }
     assert names(log) == ["read_error", "miss", "miss", "version_snapshot_error", "load"]
+    # The read that failed is the batch's: its misses name it.
+    assert [args for _, event, args in log if event == "miss"] == [
+        ("get_many_or_load", "a"),
+        ("get_many_or_load", "b"),
+    ]
     snap = counters.snapshot()
     assert (snap.misses, snap.read_errors, snap.version_errors, snap.errors) == (2, 1, 1, 2)
     cache.close()
