@@ -365,6 +365,29 @@ def test_a_failed_proof_read_is_reported_and_the_follower_loads_alone(
     assert traffic.hits_and_misses() == [ONE_MISS_EACH[0], ("miss", name, "k")]
 
 
+def test_a_batch_followers_own_load_is_stored_with_the_callers_ttl() -> None:
+    # The keys a get_many_or_load could not prove are loaded in its second loader call
+    # and stored as its first would have been: under the caller's TTL.
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    cache = cascache.CAS(
+        Core(
+            cascache.redis.cache_options(
+                cascache.redis.Options(namespace="f", client=client, codec=JsonCodec())
+            )
+        )
+    )
+    load, loaded = _loads()
+    leader = _leader_past_its_load(cache, load)
+    follower = Process(cache.core.get_many_or_load(["k"], lambda keys: {"k": load()}, 30.0))
+    _until(follower, "flight")
+    _finish(leader)
+    follower.step()  # the wait
+    follower.step(fail=ConnectionError("read down"))  # the proof read
+    _finish(follower)
+    assert follower.result == {"k": "row-2"} and loaded == ["row-1", "row-2"]
+    assert 0 < client.pttl(cache.core.keys.single("k").value) <= 30_000
+
+
 def test_a_follower_that_joins_after_the_store_landed_its_write_still_needs_proof(
     stepped: tuple[cascache.CAS[Any], Traffic],
 ) -> None:
