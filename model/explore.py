@@ -256,8 +256,7 @@ class _Explored(CacheModel):
         return recorded
 
     def _step(self, proc: Proc, fault: str) -> None:
-        effect = proc.process.pending
-        assert effect is not None
+        effect = self._pending(proc)
         if proc.process.replying:
             self.inputs[proc.id].append(("reply", fault))
         else:

@@ -603,7 +603,7 @@ class CacheModel(RuleBasedStateMachine):
         for _ in range(4):
             if target.process.done or flights is None or not self._ready(target):
                 break
-            if not flights.in_air(plain(name)):
+            if not flights.in_air(plain(name)):  # landed
                 break
             self._step(target, "ok")
         for reader in joined:
@@ -763,6 +763,7 @@ class CacheModel(RuleBasedStateMachine):
 
     @staticmethod
     def _pending(proc: Proc) -> Effect[object]:
+        """The effect ``proc`` performs (or, replying late, has performed) at its next step."""
         effect = proc.process.pending
         assert effect is not None
         return effect
@@ -794,8 +795,7 @@ class CacheModel(RuleBasedStateMachine):
     def _step(self, proc: Proc, fault: str) -> None:
         """Perform ``proc``'s pending effect (failed during an outage of its store), learn
         what it did, and check what a write effect may have broken."""
-        effect = proc.process.pending
-        assert effect is not None
+        effect = self._pending(proc)
         if proc.process.replying:
             self._hand_over(proc, effect, fault)
             return

@@ -205,9 +205,10 @@ COUNTED_WITH = re.search(r"Hypothesis (\d+\.\d+\.\d+)", ZOO_TABLE)
 other examples from the same seeds, so only this one is held to the counts."""
 
 
-def _documented_catches(columns: int, count: int) -> dict[tuple[str, str], int]:
-    """A "caught after" column of specs/bug-zoo.md, per (variant, topology): the zoo's
-    table has 7 columns (the count in the sixth), the race phases' 5 (in the fifth)."""
+def _documented_catches(columns: int, topology: int, count: int) -> dict[tuple[str, str], int]:
+    """A "caught after" column of specs/bug-zoo.md, per (variant, topology): in the table
+    of ``columns`` columns, the topology and the count are at these indexes (the variant
+    is always the second column, blank on a variant's later rows)."""
     caught: dict[tuple[str, str], int] = {}
     variant = ""
     for line in ZOO_TABLE.splitlines():
@@ -215,12 +216,12 @@ def _documented_catches(columns: int, count: int) -> dict[tuple[str, str], int]:
         if len(cells) != columns or not cells[count].replace(",", "").isdigit():
             continue
         variant = cells[1].strip("`") or variant
-        caught[variant, cells[2 if columns == 5 else 3]] = int(cells[count].replace(",", ""))
+        caught[variant, cells[topology]] = int(cells[count].replace(",", ""))
     return caught
 
 
-DOCUMENTED = _documented_catches(7, 5)
-RACED = _documented_catches(5, 4)
+DOCUMENTED = _documented_catches(columns=7, topology=3, count=5)
+RACED = _documented_catches(columns=5, topology=2, count=4)
 
 
 CI_CATCH_CAP = 1_000
