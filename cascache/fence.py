@@ -8,11 +8,15 @@ design rules out).
 
 from __future__ import annotations
 
+import os
 import secrets
-from os import urandom
 from typing import Final
 
 FENCE_SIZE: Final = 16
+
+_BATCH: Final = 64
+"""Fences drawn from the operating system at once: one ``os.urandom`` call is a system
+call, which costs more than the rest of making a fence."""
 
 
 class Version:
@@ -61,10 +65,29 @@ class Version:
         return self._raw.hex()[:8]
 
 
+_spare: list[bytes] = []
+"""Fences drawn and not handed out yet. ``list.pop`` is atomic, so two threads never take
+the same one; two that find it empty both draw, which only wastes a few."""
+
+
+def _draw() -> bytes:
+    pool = os.urandom(FENCE_SIZE * _BATCH)
+    _spare.extend(pool[at : at + FENCE_SIZE] for at in range(FENCE_SIZE, len(pool), FENCE_SIZE))
+    return pool[:FENCE_SIZE]
+
+
+# A forked child starts with its parent's spare fences: both would hand out the same ones.
+os.register_at_fork(after_in_child=_spare.clear)
+
+
 def new_fence() -> Version:
     """A fresh fence: 128 bits from the operating system's CSPRNG."""
     # ``os.urandom`` is what ``secrets.token_bytes`` calls, and its bytes need none of the
     # constructor's checks: every fill of a new key and every invalidate makes a fence.
+    try:
+        raw = _spare.pop()
+    except IndexError:
+        raw = _draw()
     fence = Version.__new__(Version)
-    fence._raw = urandom(FENCE_SIZE)
+    fence._raw = raw
     return fence

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import operator
+import os
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -60,6 +62,38 @@ def test_repr_is_short() -> None:
 
 def test_new_fences_are_distinct() -> None:
     assert len({new_fence() for _ in range(1000)}) == 1000
+
+
+def test_threads_drawing_fences_at_once_never_share_one() -> None:
+    # Fences are drawn from the OS in batches and handed out one by one.
+    drawn: list[list[bytes]] = [[] for _ in range(8)]
+
+    def draw(into: list[bytes]) -> None:
+        into.extend(new_fence().to_bytes() for _ in range(2000))
+
+    threads = [threading.Thread(target=draw, args=(into,)) for into in drawn]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({raw for into in drawn for raw in into}) == 8 * 2000
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_never_hands_out_its_parents_fences() -> None:
+    new_fence()  # the rest of the batch drawn for it waits in this process
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next fences and leave at once
+        os.write(write, b"".join(new_fence().to_bytes() for _ in range(8)))
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        child = pipe.read()
+    os.waitpid(pid, 0)
+    ours = {new_fence().to_bytes() for _ in range(8)}
+    theirs = {child[at : at + 16] for at in range(0, len(child), 16)}
+    assert len(theirs) == 8 and not ours & theirs
 
 
 def test_matches_compares_with_a_stored_fence() -> None:
