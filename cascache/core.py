@@ -217,7 +217,11 @@ class SingleCore(Generic[V]):
         return hit
 
     def lookup(
-        self, key: str, report: str | None = "get", op: str | None = None
+        self,
+        key: str,
+        report: str | None = "get",
+        op: str | None = None,
+        ck: CacheKey | None = None,
     ) -> Step[tuple[Hit[V] | None, Version | None]]:
         """``get``, and the current fence the read delivered (``None`` if it read none): a
         miss that read the fence has read what a snapshot taken at that moment would have
@@ -226,6 +230,7 @@ class SingleCore(Generic[V]):
         ``report``: the operation whose hit or miss this read is, for the ``hit``/``miss``
         hooks (``None``: not reported, for a read that only checks a proof). ``op``: the
         operation its errors and other hooks name (default: ``report``, else ``"get"``).
+        ``ck``: the key's storage keys, when the caller has derived them already.
         """
         if op is None:
             op = "get" if report is None else report
@@ -239,7 +244,8 @@ class SingleCore(Generic[V]):
             if report is not None and self.on_miss is not None:
                 call_hook(self.on_miss, report, key)
             return None, None
-        ck = self.keys.single(key)
+        if ck is None:
+            ck = self.keys.single(key)
         reader = self.reader
         if reader is not None:
             # The one-interaction read (``both``), yielded here rather than through a
@@ -275,11 +281,16 @@ class SingleCore(Generic[V]):
     def snapshot_version(self, key: str) -> Step[Version]:
         """The key's current fence, created if missing; take it *before* loading the source."""
         key = canonical_key("snapshot_version", key)
+        return (yield from self.snapshot(self.keys.single(key)))
+
+    def snapshot(self, ck: CacheKey) -> Step[Version]:
+        """:meth:`snapshot_version` of a canonical key, by its storage keys (a fill's
+        snapshot, which reports as ``snapshot_version``)."""
+        key = ck.key
         self.check_open("snapshot_version", key)
         if self.disabled:
             # Nothing will be stored, so do no I/O; a fresh fence matches nothing.
             return new_fence()
-        ck = self.keys.single(key)
         by_key = self.snapshot_key
         run = (
             (lambda: by_key(ck)) if by_key is not None else (lambda: self.gens.snapshot(ck.version))
@@ -305,19 +316,21 @@ class SingleCore(Generic[V]):
         key = canonical_key("set_if_version", key)
         self.check_open("set_if_version", key)
         check_version("set_if_version", key, version)
-        return WriteResult((yield from self.store_if_version(key, value, version, ttl)))
+        ck = self.keys.single(key)
+        return WriteResult((yield from self.store_if_version(ck, value, version, ttl)))
 
     def store_if_version(
-        self, key: str, value: V, version: Version, ttl: float | None
+        self, ck: CacheKey, value: V, version: Version, ttl: float | None
     ) -> Step[WriteOutcome]:
-        """:meth:`set_if_version` of a canonical key and a checked version (a fill's store,
-        which reports as ``set_if_version``), returning the outcome alone."""
+        """:meth:`set_if_version` of a canonical key, by its storage keys, and a checked
+        version (a fill's store, which reports as ``set_if_version``), returning the
+        outcome alone."""
+        key = ck.key
         self.check_open("set_if_version", key)
         if self.disabled:
             if self.on_write is not None:
                 call_hook(self.on_write, "set_if_version", key, WriteOutcome.DISABLED)
             return WriteOutcome.DISABLED
-        ck = self.keys.single(key)
         frame = encode_single(version, self.encode("set_if_version", key, value))
         outcome = yield from self.write_single("set_if_version", ck, frame, version, ttl)
         if self.on_write is not None:
@@ -389,10 +402,11 @@ class SingleCore(Generic[V]):
         self.check_open("get_or_load", key)
         if not callable(loader):
             raise bad_loader("get_or_load", key, loader)
+        ck = self.keys.single(key)
         hit: Hit[V] | None = None
         version: Version | None = None
         try:
-            hit, version = yield from self.lookup(key, "get_or_load")
+            hit, version = yield from self.lookup(key, "get_or_load", ck=ck)
         except CascacheError as exc:
             call_hook(self.hooks.read_error, "get_or_load", key, exc)
             if self.on_miss is not None:
@@ -400,7 +414,7 @@ class SingleCore(Generic[V]):
         if hit is not None:
             return hit.value
         if version is None:
-            version = yield from self.fence_for_load(key, version)
+            version = yield from self.fence_for_load(ck, version)
         flights = self.flights
         leading: Flight | None = None
         if version is not None and flights is not None and not self.disabled:
@@ -412,30 +426,30 @@ class SingleCore(Generic[V]):
                 if proven:
                     return cast(V, value)
                 # No proof: load alone, under the fence the proof read delivered.
-                version = yield from self.fence_for_load(key, version)
+                version = yield from self.fence_for_load(ck, version)
         try:
-            return (yield from self.load_and_store(key, loader, version, ttl, leading))
+            return (yield from self.load_and_store(ck, loader, version, ttl, leading))
         finally:
             if leading is not None and flights is not None:
                 flights.land(key, leading)
 
-    def fence_for_load(self, key: str, version: Version | None) -> Step[Version | None]:
+    def fence_for_load(self, ck: CacheKey, version: Version | None) -> Step[Version | None]:
         """``version`` if a read delivered one, else a snapshot (``None`` if that failed:
         the caller then loads without storing)."""
         if version is not None:
             return version
         try:
-            return (yield from self.snapshot_version(key))
+            return (yield from self.snapshot(ck))
         except CascacheError as exc:
             # A failed snapshot was reported by the step itself (version_snapshot_error),
             # once; anything else (the cache closed meanwhile) is reported here.
             if not isinstance(exc, OpError):
-                call_hook(self.hooks.store_error, "get_or_load", key, exc)
+                call_hook(self.hooks.store_error, "get_or_load", ck.key, exc)
             return None
 
     def load_and_store(
         self,
-        key: str,
+        ck: CacheKey,
         loader: Callable[[], V],
         version: Version | None,
         ttl: float | None,
@@ -443,6 +457,7 @@ class SingleCore(Generic[V]):
     ) -> Step[V]:
         """Load the source, then store the value conditionally under ``version`` (when
         there is one); as the leader of ``flight``, record both for its followers."""
+        key = ck.key
         run = loader if flight is None else (lambda: self.lead((flight,), loader))
         on_load = self.on_load
         # Timed around the load effect as the step sees it: the loader's call (and, under
@@ -459,7 +474,7 @@ class SingleCore(Generic[V]):
                 if flight is not None and self.flights is not None:
                     # Before the store's first effect: its atomic check comes after this.
                     self.flights.issue(flight)
-                outcome = yield from self.store_if_version(key, value, version, ttl)
+                outcome = yield from self.store_if_version(ck, value, version, ttl)
                 if flight is not None:
                     flight.stored = outcome is WriteOutcome.STORED
             except CascacheError as exc:

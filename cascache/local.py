@@ -452,17 +452,22 @@ class LocalStore:
         ``record`` (dropping it when it holds nothing), then evict least recently used
         records until the store fits."""
         records = self._records
-        if old is not None:
-            self._bytes -= _charge(slot, old[0])
-        if record[0] is None and record[1] is None:
+        frame = record[0]
+        if frame is None and record[1] is None:
             if old is not None:
                 del records[slot]
+                self._bytes -= _charge(slot, old[0])
             return
         records[slot] = record
-        self._bytes += _charge(slot, record[0])
-        if touch and old is not None:
+        if old is None:
             # A new slot is already the most recently used: it went in at the end.
-            records.move_to_end(slot)
+            self._bytes += _charge(slot, frame)
+        else:
+            # The same slot under the same name: only the frames' lengths differ.
+            was = old[0]
+            self._bytes += (0 if frame is None else len(frame)) - (0 if was is None else len(was))
+            if touch:
+                records.move_to_end(slot)
         while self._bytes > self._max:
             evicted, gone = records.popitem(last=False)
             self._bytes -= _charge(evicted, gone[0])

@@ -401,13 +401,13 @@ class LostStoreProves(Core[V]):
 
     def load_and_store(
         self,
-        key: str,
+        ck: CacheKey,
         loader: Callable[[], V],
         version: Version | None,
         ttl: float | None,
         flight: Flight | None,
     ) -> Step[V]:
-        value = yield from super().load_and_store(key, loader, version, ttl, flight)
+        value = yield from super().load_and_store(ck, loader, version, ttl, flight)
         if flight is not None and flight.issued is not None:
             flight.stored = True
         return value
