@@ -224,10 +224,7 @@ class Process(Generic[T]):
             if late:
                 raise RuntimeError("the pending effect was performed; its reply is on its way")
             self._reply = None
-            if fail is not None:
-                self._advance(lambda: self._step.throw(fail))
-                return fail
-            return self._hand(*reply)
+            return self._hand(*reply) if fail is None else self._throw(fail)
         if fail is None:
             try:
                 result = self._perform(effect)
@@ -247,8 +244,7 @@ class Process(Generic[T]):
             # reply lost on the wire would be.
             with contextlib.suppress(Exception):
                 self._perform(effect)
-        self._advance(lambda: self._step.throw(fail))
-        return fail
+        return self._throw(fail)
 
     def _hand(self, reply: object, raised: bool) -> object:
         """Resume the operation with the effect's result, or its exception if ``raised``."""
@@ -258,6 +254,11 @@ class Process(Generic[T]):
         else:
             self._advance(lambda: self._step.send(reply))
         return reply
+
+    def _throw(self, fail: BaseException) -> BaseException:
+        """Resume the operation with ``fail`` raised where its reply was awaited."""
+        self._advance(lambda: self._step.throw(fail))
+        return fail
 
     def _perform(self, effect: Effect[object]) -> object:
         result = effect.run()

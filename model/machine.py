@@ -823,19 +823,8 @@ class CacheModel(RuleBasedStateMachine):
             "ok" if fault == LATE else CANCELS.get(fault, fault),
             self._hazard(proc),
         )
-        self.stepping = proc
         applied = fault in ("applied", "cancel-applied")
-        if fault == "ok":
-            seen = proc.process.step()
-        elif fault == LATE:
-            seen = proc.process.step(late=True)
-        elif fault in CANCELS:
-            self.stats["faults"] += 1
-            seen = proc.process.step(asyncio.CancelledError("injected cancel"), applied=applied)
-        else:
-            self.stats["faults"] += 1
-            seen = proc.process.step(FaultInjected(f"injected {fault}"), applied=applied)
-        self.stepping = None
+        seen = self._perform(proc, fault, applied)
         self.stats["effects"] += 1
         mark = (
             ""
@@ -863,19 +852,8 @@ class CacheModel(RuleBasedStateMachine):
         """Hand ``proc`` the reply of the effect it performed at an earlier step (``late``),
         and run it up to its next effect; a fault now loses that reply (the effect stays
         applied), or cancels the operation while it waits for it."""
-        self.stepping = proc
-        if fault == "ok":
-            seen = proc.process.step()
-            mark = ""
-        elif fault in CANCELS:
-            self.stats["faults"] += 1
-            seen = proc.process.step(asyncio.CancelledError("injected cancel"))
-            mark = "  !! cancelled"
-        else:
-            self.stats["faults"] += 1
-            seen = proc.process.step(FaultInjected(f"injected {fault}"))
-            mark = "  !! reply lost"
-        self.stepping = None
+        seen = self._perform(proc, fault)
+        mark = "" if fault == "ok" else "  !! cancelled" if fault in CANCELS else "  !! reply lost"
         self.trace.append(
             f"{self.now:>3}  p{proc.id} n{proc.node} {proc.label}: the reply of "
             f"{effect.target}.{effect.op}({self._short(effect.keys)}) arrives -> "
@@ -883,6 +861,26 @@ class CacheModel(RuleBasedStateMachine):
         )
         self.now += 1
         self._settle(proc)
+
+    def _perform(self, proc: Proc, fault: str, applied: bool = False) -> object:
+        """Step ``proc``'s operation under ``fault`` and return what it was handed: ``"ok"``,
+        :data:`LATE` (performed, the reply kept on its way), a cancel, or any other fault
+        (the reply lost; ``applied``: the effect took place anyway)."""
+        self.stepping = proc
+        if fault == "ok":
+            seen = proc.process.step()
+        elif fault == LATE:
+            seen = proc.process.step(late=True)
+        else:
+            self.stats["faults"] += 1
+            error: BaseException = (
+                asyncio.CancelledError("injected cancel")
+                if fault in CANCELS
+                else FaultInjected(f"injected {fault}")
+            )
+            seen = proc.process.step(error, applied=applied)
+        self.stepping = None
+        return seen
 
     @staticmethod
     def _cleaning(proc: Proc) -> bool:
