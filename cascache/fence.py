@@ -76,8 +76,9 @@ def _draw() -> bytes:
     return pool[:FENCE_SIZE]
 
 
-# A forked child starts with its parent's spare fences: both would hand out the same ones.
-os.register_at_fork(after_in_child=_spare.clear)
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork either
+    # A forked child starts with its parent's spare fences: both would hand out the same.
+    os.register_at_fork(after_in_child=_spare.clear)
 
 
 def new_fence() -> Version:
