@@ -1843,6 +1843,27 @@ def test_report_snapshot_version_failure() -> None:
     ]
 
 
+@pytest.mark.parametrize("batch", [False, True], ids=["get_or_load", "get_many_or_load"])
+def test_a_fill_whose_cache_closes_before_its_snapshot_loads_and_reports_it(batch: bool) -> None:
+    cache, _, _, hooks = _reporting()
+    core = cache.core
+    step: Step[object] = (
+        core.get_many_or_load(["a", "b"], lambda keys: dict.fromkeys(keys, 1), None)
+        if batch
+        else core.get_or_load("a", lambda: 1, None)
+    )
+    fill = Process(step)
+    fill.step(late=True)  # the read that misses, its reply on its way
+    cache.close()
+    while not fill.done:
+        fill.step()
+    assert fill.result == ({"a": 1, "b": 1} if batch else 1)  # loaded, not stored
+    [(op, key, error)] = hooks.of("store_error")
+    assert (op, key) == (("get_many_or_load", AB) if batch else ("get_or_load", "a"))
+    assert isinstance(error, cascache.ClosedError)
+    assert hooks.of("version_snapshot_error") == []
+
+
 def test_report_invalidate_advance_failure() -> None:
     cache, _, gens, hooks = _reporting()
     gens.failing = {"advance"}
